@@ -1,0 +1,1 @@
+"""labctl: the host-side tool behind the Makefile (build, up, status, ...)."""

@@ -1,0 +1,46 @@
+"""Progress lines and bounded polling shared by every labctl command."""
+import sys
+import time
+
+
+def step(msg):
+    """Announce a step that is starting."""
+    print(f"… {msg}", flush=True)
+
+
+def ok(msg):
+    """Report a step that succeeded."""
+    print(f"✔ {msg}", flush=True)
+
+
+def fail(msg):
+    """Report a failure on stderr."""
+    print(f"❌ {msg}", file=sys.stderr, flush=True)
+
+
+class Timeout(Exception):
+    """A bounded wait ran out of time; .detail is what was still pending."""
+
+    def __init__(self, timeout_s, detail):
+        super().__init__(f"gave up after {timeout_s:.0f} s")
+        self.detail = detail
+
+
+def wait_until(check, timeout_s, interval_s=1.0, describe=None):
+    """Poll CHECK, which returns (done, detail), until done; bounded by TIMEOUT_S.
+
+    DESCRIBE, if given, is called with the detail whenever it changes, so
+    the user sees what is still being waited for. Raises Timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = object()
+    while True:
+        done, detail = check()
+        if done:
+            return detail
+        if describe is not None and detail != last:
+            describe(detail)
+            last = detail
+        if time.monotonic() >= deadline:
+            raise Timeout(timeout_s, detail)
+        time.sleep(interval_s)

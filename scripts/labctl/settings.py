@@ -1,0 +1,41 @@
+"""The lab's settings, read from the environment with defaults, in one place."""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
+SECRETS_DIR = ROOT / ".secrets"
+
+PROJECT = os.environ.get("COMPOSE_PROJECT_NAME", "scalelab")
+TAG = os.environ.get("LAB_TAG", "latest")
+BASE_IMAGE = os.environ.get("BASE_IMAGE", "debian:bookworm-slim")
+HTTP_PORT = int(os.environ.get("LAB_HTTP_PORT", "8080"))
+HTTPS_PORT = int(os.environ.get("LAB_HTTPS_PORT", "8443"))
+
+# Bounds for `make up`'s waits, in seconds.
+HEALTH_TIMEOUT_S = float(os.environ.get("LAB_HEALTH_TIMEOUT", "240"))
+REPLICATION_TIMEOUT_S = float(os.environ.get("LAB_REPLICATION_TIMEOUT", "90"))
+
+# Images built from this repository: name -> build context (folder).
+IMAGES = {
+    "mariadb": ROOT / "mysql",
+    "haproxy": ROOT / "haproxy",
+    "memcached": ROOT / "memcached",
+    "web": ROOT / "app",
+}
+
+# Generated on first `make up`, never committed.
+SECRETS = ("mysql_app_password", "mysql_repl_password", "mysql_monitor_password", "lb_cookie_key")
+
+# Replication topology: replica -> the sources it pulls from. slave1 pulls
+# from both masters, so it keeps receiving every write while either is down.
+REPLICATION_LINKS = {
+    "master1": ("master2",),
+    "master2": ("master1",),
+    "slave1": ("master1", "master2"),
+}
+
+
+def image(name):
+    """Return the full tag of lab image NAME."""
+    return f"scalelab/{name}:{TAG}"

@@ -1,0 +1,43 @@
+"""`make status`: per node role and health, VIP holders, replication links."""
+from . import containers, replication, settings
+
+
+def vip_holders(role):
+    """Return (vip, [nodes holding it]) for the LB pair of ROLE ('lb' or 'dblb')."""
+    vip, holders = None, []
+    for c in containers.find(role=role):
+        vip = c.labels.get("lab.vip")
+        code, out = containers.sh(c, ["ip", "-o", "-4", "addr", "show"])
+        if code == 0 and vip and f" {vip}/" in out:
+            holders.append(containers.node_of(c))
+    return vip, holders
+
+
+def nodes():
+    """Return [(node, role, health)] for every container of the lab, stopped ones too."""
+    return [(containers.node_of(c), containers.role_of(c), containers.health(c))
+            for c in containers.find(all=True)]
+
+
+def show():
+    """Print the lab's state; return True when everything is healthy and running."""
+    good = True
+    print(f"{'node':<12} {'role':<10} health")
+    for node, role, health in nodes():
+        good &= health == "healthy"
+        print(f"{node:<12} {role:<10} {health}")
+    print()
+    for role, name in (("lb", "web VIP"), ("dblb", "db VIP")):
+        vip, holders = vip_holders(role)
+        good &= len(holders) == 1
+        print(f"{name:<8} {vip or '-':<15} held by {', '.join(holders) or 'nobody'}")
+    print()
+    print(f"{'link':<20} {'state':<11} {'io':<10} {'sql':<4} {'behind_s':<9} last error")
+    for link in replication.links():
+        good &= link.running
+        print(f"{link.source + ' -> ' + link.replica:<20} {link.state:<11} {link.io_running:<10} "
+              f"{link.sql_running:<4} {link.seconds_behind_master or '-':<9} {link.last_error[:60]}")
+    print()
+    print(f"site: http://127.0.0.1:{settings.HTTP_PORT}/   "
+          f"(https://127.0.0.1:{settings.HTTPS_PORT}/ once TLS offload is enabled)")
+    return good
