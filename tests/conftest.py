@@ -2,12 +2,8 @@
 import os
 
 import pytest
-import requests
-
-from labctl import containers, settings
-
-# Tests reach the lab only through the ports it publishes on loopback.
-BASE_URL = os.environ.get("LAB_URL", f"http://127.0.0.1:{settings.HTTP_PORT}")
+from labctl import containers
+from labtest import Client
 
 
 def pytest_collection_modifyitems(items):
@@ -25,18 +21,6 @@ def lab():
     if "gateway" not in running:
         pytest.fail("the lab is not running: start it with `make up`", pytrace=False)
     return containers
-
-
-class Client(requests.Session):
-    """An HTTP client for the lab's site, with a timeout on every request."""
-
-    def __init__(self, base_url=BASE_URL, timeout=10):
-        super().__init__()
-        self.base_url, self.timeout = base_url, timeout
-
-    def request(self, method, url, *args, **kwargs):  # noqa: D102 - requests' signature
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, self.base_url + url, *args, **kwargs)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ def main(argv=None):
     sub.add_parser("status", help="nodes and health, VIP holders, replication links")
     logs = sub.add_parser("logs", help="follow the logs of every node, or of one")
     logs.add_argument("node", nargs="?", help="a lab node, e.g. web1 or master2")
+    logs.add_argument("--no-follow", action="store_true", help="print and exit")
     args = parser.parse_args(argv)
 
     if args.cmd == "build":
@@ -30,7 +31,8 @@ def main(argv=None):
         return 0 if status.show() else 1
     elif args.cmd == "logs":
         try:
-            compose.run("logs", "-f", "--tail=200", *([args.node] if args.node else []))
+            follow = [] if args.no_follow else ["-f"]
+            compose.run("logs", *follow, "--tail=200", *([args.node] if args.node else []))
         except KeyboardInterrupt:
             pass
     return 0

@@ -1,7 +1,7 @@
 """`make up`, `make down`, `make clean`: bring the lab up healthy, and take it down."""
 import time
 
-from . import build, compose, containers, progress, replication, secrets, settings, status
+from . import build, compose, containers, progress, replication, secrets, settings, status, tls
 
 
 def services():
@@ -58,6 +58,7 @@ def up():
     started = time.monotonic()
     secrets.ensure()
     build.all_images()
+    tls.ensure()
     progress.step("starting the containers")
     compose.run("up", "-d", "--no-build", "--remove-orphans")
     wait_healthy(services())

@@ -1,6 +1,7 @@
 """Generated secrets: made on first `make up`, kept in .secrets/ (gitignored)."""
 import os
 import secrets as pysecrets
+import shutil
 
 from . import progress, settings
 
@@ -30,5 +31,4 @@ def read(name):
 
 def remove():
     """Delete every generated secret (make clean)."""
-    for path in settings.SECRETS_DIR.glob("*"):
-        path.unlink()
+    shutil.rmtree(settings.SECRETS_DIR, ignore_errors=True)

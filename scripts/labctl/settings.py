@@ -25,7 +25,8 @@ IMAGES = {
 }
 
 # Generated on first `make up`, never committed.
-SECRETS = ("mysql_app_password", "mysql_repl_password", "mysql_monitor_password", "lb_cookie_key")
+SECRETS = ("mysql_app_password", "mysql_repl_password", "mysql_monitor_password",
+           "lb_cookie_key", "app_admin_password")
 
 # Replication topology: replica -> the sources it pulls from. slave1 pulls
 # from both masters, so it keeps receiving every write while either is down.

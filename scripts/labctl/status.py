@@ -38,6 +38,6 @@ def show():
         print(f"{link.source + ' -> ' + link.replica:<20} {link.state:<11} {link.io_running:<10} "
               f"{link.sql_running:<4} {link.seconds_behind_master or '-':<9} {link.last_error[:60]}")
     print()
-    print(f"site: http://127.0.0.1:{settings.HTTP_PORT}/   "
-          f"(https://127.0.0.1:{settings.HTTPS_PORT}/ once TLS offload is enabled)")
+    print(f"site: http://127.0.0.1:{settings.HTTP_PORT}/ and https://127.0.0.1:{settings.HTTPS_PORT}/ "
+          f"(lab CA: .secrets/tls/ca.crt)")
     return good

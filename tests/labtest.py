@@ -1,0 +1,56 @@
+"""Helpers shared by the lab's tests: one HTTP client, reachability and replication probes."""
+import os
+import shlex
+import time
+
+import requests
+
+from labctl import containers, dbnodes, progress, settings
+
+# Tests reach the site only through the ports the lab publishes on loopback.
+BASE_URL = os.environ.get("LAB_URL", f"http://127.0.0.1:{settings.HTTP_PORT}")
+
+
+class Client(requests.Session):
+    """An HTTP client for the lab's site, with a timeout on every request."""
+
+    def __init__(self, base_url=BASE_URL, timeout=10):
+        super().__init__()
+        self.base_url, self.timeout = base_url, timeout
+
+    def request(self, method, url, *args, **kwargs):  # noqa: D102 - requests' signature
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, self.base_url + url, *args, **kwargs)
+
+
+def can_connect(node, address, port, timeout_s=2):
+    """Return True when NODE's container can open TCP to ADDRESS:PORT (bounded)."""
+    probe = f"exec 3<>/dev/tcp/{address}/{port}"
+    code, _ = containers.sh(containers.get(node),
+                            f"timeout {timeout_s} bash -c {shlex.quote(probe)} 2>/dev/null")
+    return code == 0
+
+
+def addresses(node):
+    """Return every IPv4 address of NODE's container, from the Docker API."""
+    c = containers.get(node)
+    c.reload()
+    return sorted(n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values() if n["IPAddress"])
+
+
+def probe_count(node, token):
+    """Return how many replication_probe rows with TOKEN NODE holds."""
+    return int(dbnodes.value(node, f"SELECT COUNT(*) FROM lab.replication_probe WHERE token = '{token}'"))
+
+
+def write_probe(node, token):
+    """Insert a replication_probe row with TOKEN on NODE, as the operator (root)."""
+    dbnodes.query(node, f"INSERT INTO lab.replication_probe (origin, token) VALUES ('{node}', '{token}')",
+                  root=True)
+
+
+def wait_for_probe(node, token, timeout_s=30):
+    """Wait (bounded) until the replication_probe row TOKEN is on NODE; return the seconds taken."""
+    start = time.monotonic()
+    progress.wait_until(lambda: (probe_count(node, token) == 1, None), timeout_s, interval_s=0.1)
+    return time.monotonic() - start
