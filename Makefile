@@ -12,7 +12,7 @@ LAB    := PYTHONPATH=scripts $(PY) -m labctl
 M ?= unit or integration
 T ?=
 
-.PHONY: help up down clean ps status logs build test venv
+.PHONY: help up down clean ps status logs build test chaos bench venv scale failback
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,11 +38,30 @@ down: venv ## stop and remove the containers (data is kept)
 clean: venv ## remove containers, data volumes and generated secrets
 	@$(LAB) clean
 
-ps status: venv ## per node: role, health; VIP holders; replication links
+status: venv ## per node: role, health; VIP holders; replication links
 	@$(LAB) status
+
+ps: status ## the same as status
+
+.PHONY: lag
+lag: venv ## replication lag per link in ms, from heartbeats (WATCH=1 live, JSON=1)
+	@$(LAB) lag $(if $(WATCH),--watch) $(if $(JSON),--json)
+
+scale: venv ## run WEB=n web nodes (1-8); removed nodes are drained first
+	@test -n "$(WEB)" || { echo "usage: make scale WEB=<1-8>"; exit 2; }
+	@$(LAB) scale $(WEB)
+
+failback: venv ## send writes back to master1 once it has caught up with master2
+	@$(LAB) failback
 
 logs: venv ## follow logs (all nodes, or S=<node>)
 	@$(LAB) logs $(S)
 
 test: venv ## run the tests against the running lab (after make up)
 	@$(PY) -m pytest -m "$(M)" $(T)
+
+bench: venv ## measure throughput, latency, LB/cache/replica costs, failover blackouts (reports/bench/)
+	@$(LAB) bench
+
+chaos: venv ## run the chaos scenarios (all, or S=<name>); report in reports/chaos/
+	@$(PY) -m pytest -m chaos -s tests/chaos $(if $(S),-k "$(S)") $(T)

@@ -1,4 +1,5 @@
 """Helpers shared by the lab's tests: one HTTP client, reachability and replication probes."""
+import json
 import os
 import shlex
 import time
@@ -20,6 +21,8 @@ class Client(requests.Session):
 
     def request(self, method, url, *args, **kwargs):  # noqa: D102 - requests' signature
         kwargs.setdefault("timeout", self.timeout)
+        # Per request: requests lets REQUESTS_CA_BUNDLE override a session's CA file.
+        kwargs.setdefault("verify", self.verify)
         return super().request(method, self.base_url + url, *args, **kwargs)
 
 
@@ -54,3 +57,28 @@ def wait_for_probe(node, token, timeout_s=30):
     start = time.monotonic()
     progress.wait_until(lambda: (probe_count(node, token) == 1, None), timeout_s, interval_s=0.1)
     return time.monotonic() - start
+
+
+def app_sql(port, sql, node="web1"):
+    """Run SQL as the app user from web NODE through the db VIP on PORT.
+
+    Returns [server_id of the MariaDB node that answered, MySQL error code
+    or None]: the path and the outcome the app itself would get.
+    """
+    vip = containers.find(role="dblb")[0].labels["lab.vip"]
+    script = f"""
+import json, pymysql
+pw = open('/run/secrets/mysql_app_password').read().strip()
+c = pymysql.connect(host={vip!r}, port={port}, user='lab_app', password=pw, database='lab', connect_timeout=3)
+cur = c.cursor()
+cur.execute('SELECT @@server_id')
+sid = cur.fetchone()[0]
+try:
+    cur.execute({sql!r}); c.commit(); err = None
+except pymysql.MySQLError as e:
+    err = e.args[0]
+print(json.dumps([sid, err]))
+"""
+    code, out = containers.sh(containers.get(node), ["python3", "-c", script])
+    assert code == 0, out
+    return json.loads(out.strip().splitlines()[-1])

@@ -1,13 +1,13 @@
 """`make up`, `make down`, `make clean`: bring the lab up healthy, and take it down."""
 import time
 
-from . import build, compose, containers, progress, replication, secrets, settings, status, tls
+from . import build, compose, containers, haproxy, progress, replication, secrets, settings, status, tls
 
 
 def services():
-    """Return the lab's node names, as compose defines them."""
+    """Return the nodes `make up` starts: compose's services but the extra web nodes."""
     out = compose.run("config", "--services", capture=True)
-    return sorted(out.stdout.split())
+    return sorted(set(out.stdout.split()) - set(settings.SCALE_NODES))
 
 
 def wait_healthy(expected):
@@ -46,6 +46,44 @@ def wait_replication():
     progress.ok("every replication link is running")
 
 
+def wait_vips():
+    """Wait (bounded) until exactly one node of each LB pair holds its VIP."""
+    def check():
+        bad = {}
+        for role in ("lb", "dblb"):
+            vip, holders = status.vip_holders(role)
+            if len(holders) != 1:
+                bad[f"{role} VIP {vip}"] = f"held by {', '.join(holders) or 'nobody'}"
+        return not bad, bad
+
+    try:
+        progress.wait_until(check, settings.HEALTH_TIMEOUT_S, describe=lambda bad: progress.step(
+            "waiting for the VIPs: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items()))))
+    except progress.Timeout as exc:
+        raise SystemExit(_failure(f"VIPs not settled ({exc})", exc.detail,
+                                  hint="see keepalived's messages: make logs S=lb1 (or dblb1)")) from exc
+    progress.ok("each VIP is held by exactly one load balancer")
+
+
+def wait_writer(timeout_s=None):
+    """Wait (bounded) until one master takes writes and every db LB routes writes to it."""
+    def check():
+        w = status.writers()
+        if len(w) != 1:
+            return False, ", ".join(w) or "none"
+        lagging = [containers.node_of(c) for c in containers.find(role="dblb")
+                   if not haproxy.servers(containers.node_of(c), "masters")[w[0]]["status"].startswith("UP")]
+        return not lagging, f"{w[0]}, not yet routed by {', '.join(lagging)}" if lagging else w[0]
+
+    try:
+        progress.wait_until(check, timeout_s or settings.HEALTH_TIMEOUT_S, interval_s=0.25,
+                            describe=lambda w: progress.step(f"waiting for one writable master (now: {w})"))
+    except progress.Timeout as exc:
+        raise SystemExit(_failure(f"no single writer ({exc})", {"writable masters": exc.detail},
+                                  hint="see the db LBs' messages: make logs S=dblb1")) from exc
+    progress.ok(f"writes go to {status.writers()[0]}")
+
+
 def _failure(what, items, hint=None):
     lines = [f"❌ {what}:"]
     for name, state in sorted(items.items()):
@@ -61,14 +99,45 @@ def up():
     tls.ensure()
     progress.step("starting the containers")
     compose.run("up", "-d", "--no-build", "--remove-orphans")
-    wait_healthy(services())
+    # Nodes added by `make scale` stay, and must be healthy too.
+    wait_healthy(sorted(set(services()) | {containers.node_of(c) for c in containers.find()}))
+    wait_vips()
     progress.step("setting up replication (idempotent)")
     replication.configure()
     wait_replication()
+    wait_writer()
     print()
     healthy = status.show()
     progress.ok(f"the lab is up ({time.monotonic() - started:.0f} s)")
     return healthy
+
+
+def heal():
+    """Start or unpause every stopped lab container, then wait as `make up` does.
+
+    The chaos and failover tests' finaliser: whatever a fault left behind,
+    the lab is whole again afterwards (or this raises, naming what is not).
+    """
+    # A container can still be on its way down when we look (its health
+    # status lags by a check interval): go round until a pass starts nothing.
+    for _ in range(5):
+        started = []
+        for c in containers.find(all=True):
+            state = c.attrs["State"]
+            if state.get("Paused"):
+                c.unpause()
+                started.append(containers.node_of(c))
+            elif state.get("Status") != "running":
+                c.start()
+                started.append(containers.node_of(c))
+        wait_healthy([containers.node_of(c) for c in containers.find(all=True)])
+        if not started:
+            break
+        time.sleep(1)
+    wait_vips()
+    replication.configure()
+    wait_replication()
+    wait_writer()
 
 
 def down():

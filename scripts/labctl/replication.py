@@ -20,6 +20,11 @@ class Link:
     seconds_behind_master: str | None = None
     gtid_io_pos: str = ""
     last_error: str = ""
+    # Applied GTIDs (the replica's gtid_slave_pos, shared by all its links),
+    # and the source's server_id as this link last saw it (make lag finds
+    # the source's heartbeat row by it, even while the source is down).
+    gtid_slave_pos: str = ""
+    master_server_id: str | None = None
 
     @property
     def running(self):
@@ -69,5 +74,7 @@ def links():
                 seconds_behind_master=row["Seconds_Behind_Master"],
                 gtid_io_pos=row.get("Gtid_IO_Pos") or "",
                 last_error=row["Last_SQL_Error"] or row["Last_IO_Error"] or "",
+                gtid_slave_pos=row.get("Gtid_Slave_Pos") or "",
+                master_server_id=row.get("Master_Server_Id"),
             ))
     return result

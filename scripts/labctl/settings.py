@@ -11,6 +11,7 @@ TAG = os.environ.get("LAB_TAG", "latest")
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "debian:bookworm-slim")
 HTTP_PORT = int(os.environ.get("LAB_HTTP_PORT", "8080"))
 HTTPS_PORT = int(os.environ.get("LAB_HTTPS_PORT", "8443"))
+ADMIN_PORT = int(os.environ.get("LAB_ADMIN_PORT", "8404"))
 
 # Bounds for `make up`'s waits, in seconds.
 HEALTH_TIMEOUT_S = float(os.environ.get("LAB_HEALTH_TIMEOUT", "240"))
@@ -26,7 +27,12 @@ IMAGES = {
 
 # Generated on first `make up`, never committed.
 SECRETS = ("mysql_app_password", "mysql_repl_password", "mysql_monitor_password",
-           "lb_cookie_key", "app_admin_password")
+           "lb_cookie_key", "lb_admin_password", "app_admin_password")
+
+# Web nodes beyond the standard three, started only by `make scale WEB=n`
+# (compose profile "scale"); the LBs know all eight names.
+MAX_WEB_NODES = 8
+SCALE_NODES = tuple(f"web{i}" for i in range(4, MAX_WEB_NODES + 1))
 
 # Replication topology: replica -> the sources it pulls from. slave1 pulls
 # from both masters, so it keeps receiving every write while either is down.

@@ -1,5 +1,7 @@
 """`make status`: per node role and health, VIP holders, replication links."""
-from . import containers, replication, settings
+import docker
+
+from . import containers, dbnodes, replication, settings
 
 
 def vip_holders(role):
@@ -7,10 +9,25 @@ def vip_holders(role):
     vip, holders = None, []
     for c in containers.find(role=role):
         vip = c.labels.get("lab.vip")
-        code, out = containers.sh(c, ["ip", "-o", "-4", "addr", "show"])
+        try:
+            code, out = containers.sh(c, ["ip", "-o", "-4", "addr", "show"])
+        except docker.errors.APIError:  # stopped since it was listed: holds nothing
+            continue
         if code == 0 and vip and f" {vip}/" in out:
             holders.append(containers.node_of(c))
     return vip, holders
+
+
+def writers():
+    """Return the masters that take writes (read_only off); normally exactly one."""
+    out = []
+    for node in ("master1", "master2"):
+        try:
+            if dbnodes.value(node, "SELECT @@global.read_only") == "0":
+                out.append(node)
+        except dbnodes.DbError:
+            pass
+    return out
 
 
 def nodes():
@@ -31,6 +48,9 @@ def show():
         vip, holders = vip_holders(role)
         good &= len(holders) == 1
         print(f"{name:<8} {vip or '-':<15} held by {', '.join(holders) or 'nobody'}")
+    w = writers()
+    good &= len(w) == 1
+    print(f"{'writer':<8} {', '.join(w) or 'none (writes fail until the db LBs promote a master)'}")
     print()
     print(f"{'link':<20} {'state':<11} {'io':<10} {'sql':<4} {'behind_s':<9} last error")
     for link in replication.links():

@@ -1,10 +1,8 @@
 """The lab stands up: the topology, its networks, its VIPs and its replication."""
-import json
-
 import pytest
 
 from labctl import containers, replication, status
-from labtest import addresses, can_connect, probe_count, wait_for_probe, write_probe
+from labtest import addresses, app_sql, can_connect, probe_count, wait_for_probe, write_probe
 
 WEB_NODES = {"web1", "web2", "web3"}
 DB_NODES = ("master1", "master2", "slave1")
@@ -61,29 +59,8 @@ def test_a_row_written_on_one_master_reaches_the_other_nodes(lab, probe_token, o
         wait_for_probe(node, probe_token)
 
 
-def _app_sql_via_db_vip(port, sql):
-    """Run SQL as the app user from web1, through the db VIP on PORT; return (server_id, error)."""
-    vip = containers.get("dblb1").labels["lab.vip"]
-    script = f"""
-import json, pymysql
-pw = open('/run/secrets/mysql_app_password').read().strip()
-c = pymysql.connect(host={vip!r}, port={port}, user='lab_app', password=pw, database='lab', connect_timeout=3)
-cur = c.cursor()
-cur.execute('SELECT @@server_id')
-sid = cur.fetchone()[0]
-try:
-    cur.execute({sql!r}); c.commit(); err = None
-except pymysql.MySQLError as e:
-    err = e.args[0]
-print(json.dumps([sid, err]))
-"""
-    code, out = containers.sh(containers.get("web1"), ["python3", "-c", script])
-    assert code == 0, out
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def test_the_replica_refuses_writes_from_the_app_user(lab, probe_token):
-    server_id, error = _app_sql_via_db_vip(
+    server_id, error = app_sql(
         3307, f"INSERT INTO replication_probe (origin, token) VALUES ('app', '{probe_token}')")
     assert server_id == 3, "the read port should lead to slave1 while it is healthy"
     assert error == 1290, "slave1 must refuse the app's write (read_only, ER_OPTION_PREVENTS_STATEMENT)"
@@ -91,7 +68,7 @@ def test_the_replica_refuses_writes_from_the_app_user(lab, probe_token):
 
 
 def test_the_write_port_leads_to_a_writable_master(lab, probe_token):
-    server_id, error = _app_sql_via_db_vip(
+    server_id, error = app_sql(
         3306, f"INSERT INTO replication_probe (origin, token) VALUES ('app', '{probe_token}')")
     assert server_id in (1, 2)
     assert error is None

@@ -1,0 +1,139 @@
+"""Measure failover blackouts: how long users see errors when a node dies.
+
+For each kind of fault, a client polls the site through 127.0.0.1 every
+20 ms on fresh connections, a node is killed, and the blackout is the time
+from the kill to the first successful answer after it. The node is then
+started again and the lab healed before the next run.
+"""
+import json
+import statistics
+import threading
+import time
+
+import requests
+
+from . import containers, lifecycle, progress, settings, status
+
+URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
+
+
+class Poller:
+    """Poll PATH in a thread; record (monotonic time, ok, served_by) per request."""
+
+    def __init__(self, path, cookies=None, interval_s=0.02):
+        self.path, self.cookies, self.interval_s = path, cookies or {}, interval_s
+        self.samples, self._stop = [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            t = time.monotonic()
+            try:
+                r = requests.get(URL + self.path, cookies=self.cookies, timeout=0.5,
+                                 headers={"Connection": "close"})
+                self.samples.append((t, r.status_code == 200, r.headers.get("X-Served-By")))
+            except requests.RequestException:
+                self.samples.append((t, False, None))
+            time.sleep(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def first_ok_after(self, t0, unless_served_by=None, timeout_s=30):
+        """Wait until a success after T0 (not served by UNLESS_SERVED_BY); return its delay."""
+        def check():
+            for t, ok, node in self.samples:
+                if t > t0 and ok and node != unless_served_by:
+                    return True, t - t0
+            return False, None
+        return progress.wait_until(check, timeout_s, interval_s=0.05)
+
+    def failures_after(self, t0):
+        """Count failed requests sent after T0."""
+        return sum(1 for t, ok, _ in self.samples if t > t0 and not ok)
+
+
+def _kill(node):
+    t0 = time.monotonic()
+    containers.get(node).kill()
+    return t0
+
+
+def web_vip():
+    """Kill the LB holding the web VIP; time until the site answers again."""
+    _, [holder] = status.vip_holders("lb")
+    with Poller("/healthz") as p:
+        time.sleep(0.5)
+        t0 = _kill(holder)
+        return p.first_ok_after(t0), p.failures_after(t0), holder
+
+
+def db_vip():
+    """Kill the db LB holding the db VIP; time until a page that writes to MySQL works again."""
+    _, [holder] = status.vip_holders("dblb")
+    with Poller("/") as p:
+        time.sleep(0.5)
+        t0 = _kill(holder)
+        return p.first_ok_after(t0), p.failures_after(t0), holder
+
+
+def web_node():
+    """Kill the web node a sticky user is on; time until another node serves that user."""
+    first = requests.get(URL + "/healthz", timeout=5)
+    node, cookies = first.headers["X-Served-By"], first.cookies.get_dict()
+    with Poller("/healthz", cookies=cookies) as p:
+        time.sleep(0.5)
+        t0 = _kill(node)
+        return p.first_ok_after(t0, unless_served_by=node), p.failures_after(t0), node
+
+
+def active_master():
+    """Kill the master taking writes; time until a page that writes works again."""
+    [master] = status.writers()
+    with Poller("/") as p:
+        time.sleep(0.5)
+        t0 = _kill(master)
+        return p.first_ok_after(t0), p.failures_after(t0), master
+
+
+FAULTS = {"web_vip": web_vip, "db_vip": db_vip, "web_node": web_node, "active_master": active_master}
+
+
+def measure(names, runs):
+    """Run each fault in NAMES RUNS times; return {name: {runs, median_s, max_s, ...}}."""
+    results = {}
+    for name in names:
+        blackouts, failures = [], []
+        for i in range(runs):
+            progress.step(f"{name}: run {i + 1}/{runs}")
+            try:
+                blackout, failed, node = FAULTS[name]()
+            finally:
+                lifecycle.heal()
+            blackouts.append(blackout)
+            failures.append(failed)
+            progress.ok(f"{name}: killed {node}, blackout {blackout * 1000:.0f} ms, {failed} failed requests")
+        results[name] = {
+            "runs": runs, "unit": "s",
+            "median_s": round(statistics.median(blackouts), 3), "max_s": round(max(blackouts), 3),
+            "blackouts_s": [round(b, 3) for b in blackouts], "failed_requests": failures,
+        }
+    return results
+
+
+def show(names, runs, out=None):
+    """Measure and print a table (and write JSON to OUT when given)."""
+    results = measure(names, runs)
+    print(f"\n{'fault':<15} {'runs':>4} {'median ms':>10} {'max ms':>8}  failed requests per run")
+    for name, r in results.items():
+        print(f"{name:<15} {r['runs']:>4} {r['median_s'] * 1000:>10.0f} {r['max_s'] * 1000:>8.0f}  {r['failed_requests']}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        progress.ok(f"wrote {out}")
+    return results

@@ -1,0 +1,137 @@
+"""The nemesis: named faults, each with its heal.
+
+Every fault is a Fault object whose heal() undoes it; Nemesis remembers
+what it did so that heal_all() (called from a finaliser) undoes everything
+whatever happened in between. All faults act through the Docker API:
+  kill / start          SIGKILL a container; start it again
+  pause / unpause       freeze a container (cgroup freezer): a gray failure
+  partition / rejoin    drop traffic between a node and some peers (iptables
+                        in the node's network namespace, from a sidecar)
+  slow / fast           add latency to a node's network: netem where the
+                        kernel has it, else a delay in the db LBs' read path
+  restart_lab           `make down && make up`
+"""
+import subprocess
+
+import docker
+
+from labctl import containers, haproxy, lifecycle, settings
+
+SIDECAR_IMAGE = settings.image("haproxy")  # has iptables and tc
+
+
+def sidecar(node, script):
+    """Run SCRIPT (bash) in NODE's network namespace with NET_ADMIN; return its output."""
+    target = containers.get(node)
+    out = containers.client().containers.run(
+        SIDECAR_IMAGE, ["bash", "-c", script], entrypoint=[], remove=True,
+        network_mode=f"container:{target.id}", cap_add=["NET_ADMIN"], stderr=True)
+    return out.decode("utf-8", "replace")
+
+
+def addresses(node):
+    """Return NODE's IPv4 addresses on every network."""
+    c = containers.get(node)
+    c.reload()
+    return [n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values() if n["IPAddress"]]
+
+
+class Fault:
+    """A fault that was injected; heal() undoes it (and may be called twice)."""
+
+    def __init__(self, name, heal):
+        self.name, self._heal, self.healed = name, heal, False
+
+    def heal(self):
+        """Undo the fault once."""
+        if not self.healed:
+            self._heal()
+            self.healed = True
+
+
+class Nemesis:
+    """Injects faults and keeps their heals for heal_all()."""
+
+    def __init__(self, log=print):
+        self.faults, self.log = [], log
+
+    def _record(self, name, heal):
+        self.log(f"   nemesis: {name}")
+        fault = Fault(name, heal)
+        self.faults.append(fault)
+        return fault
+
+    def kill(self, node):
+        """SIGKILL NODE; its heal starts it again."""
+        containers.get(node).kill()
+        return self._record(f"kill {node}", lambda: self._start(node))
+
+    def _start(self, node):
+        self.log(f"   nemesis: start {node}")
+        c = containers.get(node)
+        c.reload()
+        if c.attrs["State"]["Status"] != "running":
+            c.start()
+
+    def pause(self, node):
+        """Freeze NODE (it keeps its connections but answers nothing)."""
+        containers.get(node).pause()
+        return self._record(f"pause {node}", lambda: self._unpause(node))
+
+    def _unpause(self, node):
+        self.log(f"   nemesis: unpause {node}")
+        c = containers.get(node)
+        c.reload()
+        if c.attrs["State"].get("Paused"):
+            c.unpause()
+
+    def partition(self, node, peers):
+        """Drop all traffic between NODE and PEERS, both ways."""
+        rules = [f"-s {ip}" for p in peers for ip in addresses(p)]
+        script = " && ".join(f"iptables -I INPUT {r} -j DROP && iptables -I OUTPUT {r.replace('-s', '-d')} -j DROP"
+                             for r in rules)
+        sidecar(node, script)
+
+        def rejoin():
+            self.log(f"   nemesis: rejoin {node} with {', '.join(peers)}")
+            undo = " ; ".join(f"iptables -D INPUT {r} -j DROP ; iptables -D OUTPUT {r.replace('-s', '-d')} -j DROP"
+                              for r in rules)
+            sidecar(node, undo + " ; true")
+        return self._record(f"partition {node} from {', '.join(peers)}", rejoin)
+
+    def slow(self, node, delay_ms):
+        """Add DELAY_MS of latency to NODE's network (netem), or to the read path to it."""
+        out = sidecar(node, f"tc qdisc add dev eth0 root netem delay {delay_ms}ms 2>&1 || echo NO-NETEM")
+        if "NO-NETEM" not in out:
+            return self._record(f"slow {node} by {delay_ms} ms (netem)",
+                                lambda: sidecar(node, "tc qdisc del dev eth0 root ; true"))
+        # No netem in this kernel: delay every new read connection at the db
+        # LBs instead (haproxy/conf/delay.lua), the path to slave1 that users feel.
+        self._set_read_delay(delay_ms)
+        return self._record(f"slow the read path to {node} by {delay_ms} ms (HAProxy delay; no netem here)",
+                            lambda: self._set_read_delay(0))
+
+    @staticmethod
+    def _set_read_delay(ms):
+        for c in containers.find(role="dblb"):
+            haproxy.runtime(containers.node_of(c), f"set var proc.lab_delay_ms int({int(ms)})")
+
+    def restart_lab(self):
+        """Run `make down && make up` (blocks until the lab is up again)."""
+        self.log("   nemesis: make down && make up")
+        for target in ("down", "up"):
+            r = subprocess.run(["make", target], cwd=settings.ROOT, capture_output=True, text=True,
+                               timeout=900, check=False)
+            if r.returncode != 0:
+                raise AssertionError(f"make {target} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+        return self._record("restart the lab", lambda: None)
+
+    def heal_all(self):
+        """Undo every fault (newest first), then wait until the lab is whole again."""
+        for fault in reversed(self.faults):
+            try:
+                fault.heal()
+            except (docker.errors.APIError, LookupError, haproxy.RuntimeError_) as exc:
+                self.log(f"   nemesis: healing {fault.name} failed: {exc}")
+        lifecycle.heal()
+

@@ -1,0 +1,98 @@
+"""The chaos report: reports/chaos/report.json, report.md, and a timeline PNG per scenario."""
+import json
+import math
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: write files only
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+
+from labctl import settings  # noqa: E402
+
+REPORT_DIR = settings.ROOT / "reports" / "chaos"
+
+
+def scenario_entry(name, description, verdict, fault_start, fault_end, plot):
+    """Return the report's record of one scenario."""
+    c = verdict.counts
+    failed = [n for n, chk in verdict.checks.items() if not chk["ok"]]
+    return {
+        "name": name,
+        "description": description,
+        "passed": verdict.valid,
+        "failed_check": failed[0] if failed else None,
+        "first_error": verdict.checks[failed[0]]["first_error"] if failed else None,
+        "failed_requests": c["failed_requests"],
+        "indeterminate_requests": c["indeterminate"],
+        "operations": c["operations"],
+        "recovery_s": None if math.isinf(c["recovery_s"]) else c["recovery_s"],
+        "recovery_by_kind_s": {k: (None if math.isinf(v) else v) for k, v in c["recovery_by_kind_s"].items()},
+        "acknowledged_writes": c["acknowledged_writes"],
+        "acknowledged_orders": c["acknowledged_orders"],
+        "lost_writes": c["lost_writes"],
+        "duplicate_writes": c["duplicate_writes"],
+        "fault_window_s": [round(fault_start, 3), round(fault_end, 3)],
+        "checks": verdict.checks,
+        "plot": plot,
+    }
+
+
+def plot(name, history, fault_start, fault_end):
+    """Draw latency over time, coloured by web node, failures in red, the fault window shaded."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    path = REPORT_DIR / f"{name}.png"
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    ax.axvspan(fault_start, fault_end, color="#f4cccc", alpha=0.6, label="fault")
+    ok = [op for op in history if op.outcome == "ok"]
+    for node in sorted({op.served_by or "?" for op in ok}):
+        pts = [op for op in ok if (op.served_by or "?") == node]
+        ax.scatter([op.start for op in pts], [max(op.latency_s * 1000, 0.1) for op in pts],
+                   s=6, label=node)
+    for outcome, marker, colour in (("fail", "x", "red"), ("indeterminate", "^", "darkorange")):
+        pts = [op for op in history if op.outcome == outcome]
+        if pts:
+            ax.scatter([op.start for op in pts], [max(op.latency_s * 1000, 0.1) for op in pts],
+                       s=18, marker=marker, color=colour, label=outcome)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the workload started")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"chaos: {name}")
+    ax.legend(loc="upper right", fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path.name
+
+
+def write(entries):
+    """Write report.json and report.md for ENTRIES (one per scenario run)."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "scenarios": len(entries),
+        "passed": sum(e["passed"] for e in entries),
+        "failed": [e["name"] for e in entries if not e["passed"]],
+        "acknowledged_writes": sum(e["acknowledged_writes"] for e in entries),
+        "lost_writes": sum(e["lost_writes"] for e in entries),
+        "duplicate_writes": sum(e["duplicate_writes"] for e in entries),
+        "failed_requests": sum(e["failed_requests"] for e in entries),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (REPORT_DIR / "report.json").write_text(
+        json.dumps({"scenarios": entries, "summary": summary}, indent=2) + "\n", encoding="utf-8")
+    lines = ["# Chaos report", "",
+             f"{summary['passed']}/{summary['scenarios']} scenarios passed; "
+             f"{summary['acknowledged_writes']} acknowledged writes, {summary['lost_writes']} lost, "
+             f"{summary['duplicate_writes']} duplicated. Generated {summary['generated_at']}.", "",
+             "| scenario | passed | failed requests | recovery (s) | acked writes | lost | duplicated | first error |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        err = (f"{e['failed_check']}: {e['first_error']}" if not e["passed"] else "").replace("|", "\\|")
+        lines.append(f"| [{e['name']}]({e['plot']}) | {'yes' if e['passed'] else '**NO**'} | "
+                     f"{e['failed_requests']} | {e['recovery_s']} | {e['acknowledged_writes']} | "
+                     f"{e['lost_writes']} | {e['duplicate_writes']} | {err} |")
+    lines += ["", "Each scenario's timeline (latency per request, coloured by web node; red crosses "
+              "failed, orange triangles unknown outcome; the fault window shaded) is the PNG of "
+              "the same name in this folder.", ""]
+    (REPORT_DIR / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    return summary
