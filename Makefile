@@ -18,7 +18,7 @@ help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  options: S=<node> for logs; M=<markers> T=<pytest args> for test"
 
-$(VENV)/.ready: requirements.txt
+$(VENV)/.ready: requirements.txt app/requirements.txt
 	@echo "… creating the Python environment for the lab's tools ($(VENV)/)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt

@@ -9,7 +9,13 @@ worker_class = "gthread"
 # cache timeouts long before this.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
+# Workers' heartbeat files in memory: on an overlay filesystem a slow
+# write can make the arbiter kill a healthy worker under load.
+worker_tmp_dir = "/dev/shm"
 keepalive = 15
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# gunicorn's control socket (`gunicornc`) would live in $HOME, which the
+# unprivileged `web` user does not have; the lab does not use it.
+control_socket_disable = True

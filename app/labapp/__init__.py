@@ -5,7 +5,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config, db, sessions, views
+from . import auth, cart, catalogue, config, db, metrics, orders, sessions, views
 
 
 def create_app(test_config=None):
@@ -16,9 +16,11 @@ def create_app(test_config=None):
         app.config.update(test_config)
     # One proxy (the LB) sets X-Forwarded-For/-Proto in front of us.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    metrics.init_app(app)
     db.init_app(app)
     sessions.init_app(app)
-    app.register_blueprint(views.bp)
+    for module in (views, auth, catalogue, cart, orders):
+        app.register_blueprint(module.bp)
     _init_errors(app)
     return app
 
@@ -33,7 +35,12 @@ def _init_errors(app):
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
-        return jsonify(error=exc.description), exc.code
+        response = jsonify(error=exc.description)
+        # Keep what the exception says about the answer (Allow on a 405).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, exc.code
 
     @app.errorhandler(db.DatabaseUnavailable)
     def db_unavailable(exc):

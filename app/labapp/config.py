@@ -14,6 +14,15 @@ def _secret(name, default=None):
     return default
 
 
+def _servers(spec):
+    """Return [(host, port)] from "host:port,host:port"."""
+    out = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        host, _, port = item.rpartition(":")
+        out.append((host, int(port)))
+    return out
+
+
 def load():
     """Return the configuration as a dict of Flask config keys."""
     env = os.environ.get
@@ -34,5 +43,23 @@ def load():
         "DB_IO_TIMEOUT_S": float(env("DB_IO_TIMEOUT_S", "5")),
         "SESSION_COOKIE": env("SESSION_COOKIE", "lab_session"),
         "SESSION_TTL_S": int(env("SESSION_TTL_S", str(7 * 24 * 3600))),
+        # Share of session writes that also delete expired rows: cleanup
+        # without a cron job, spread over the web nodes.
+        "SESSION_PURGE_PROBABILITY": float(env("SESSION_PURGE_PROBABILITY", "0.01")),
         "MAX_CONTENT_LENGTH": int(env("MAX_BODY_BYTES", str(64 * 1024))),
+        # The admin user's password is generated with the other secrets.
+        "ADMIN_USERNAME": env("ADMIN_USERNAME", "admin"),
+        "ADMIN_PASSWORD": _secret("ADMIN_PASSWORD"),
+        "MEMCACHED_SERVERS": _servers(env("MEMCACHED_SERVERS", "127.0.0.1:11211")),
+        # A cache answers in well under a millisecond; anything slower is a
+        # dead or frozen node, and waiting for it would stall every read.
+        "CACHE_CONNECT_TIMEOUT_S": float(env("CACHE_CONNECT_TIMEOUT_S", "0.2")),
+        "CACHE_IO_TIMEOUT_S": float(env("CACHE_IO_TIMEOUT_S", "0.2")),
+        # A failed cache node leaves the hash ring at once (its keys move to
+        # the other node) and is tried again after this long.
+        "CACHE_DEAD_RETRY_S": float(env("CACHE_DEAD_RETRY_S", "10")),
+        "CACHE_TTL_S": int(env("CACHE_TTL_S", "300")),
+        # How long after a product write reads bypass the read replica; see
+        # cache.py. Longer than the replica lag we tolerate.
+        "CACHE_WRITE_LOCK_S": int(env("CACHE_WRITE_LOCK_S", "30")),
     }

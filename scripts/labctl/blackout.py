@@ -7,7 +7,6 @@ started again and the lab healed before the next run.
 """
 import json
 import statistics
-import threading
 import time
 
 import requests
@@ -17,88 +16,74 @@ from . import containers, lifecycle, progress, settings, status
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
 
 
-class Poller:
-    """Poll PATH in a thread; record (monotonic time, ok, served_by) per request."""
+class Poller(progress.Background):
+    """Poll PATH in a thread; record (start, end, ok, served_by) per request."""
 
     def __init__(self, path, cookies=None, interval_s=0.02):
+        super().__init__()
         self.path, self.cookies, self.interval_s = path, cookies or {}, interval_s
-        self.samples, self._stop = [], threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.samples = []
 
-    def _run(self):
-        while not self._stop.is_set():
+    def run(self):
+        while not self.stopping.is_set():
             t = time.monotonic()
             try:
-                r = requests.get(URL + self.path, cookies=self.cookies, timeout=0.5,
+                r = requests.get(URL + self.path, cookies=self.cookies, timeout=5,
                                  headers={"Connection": "close"})
-                self.samples.append((t, r.status_code == 200, r.headers.get("X-Served-By")))
+                self.samples.append((t, time.monotonic(), r.status_code == 200, r.headers.get("X-Served-By")))
             except requests.RequestException:
-                self.samples.append((t, False, None))
+                self.samples.append((t, time.monotonic(), False, None))
             time.sleep(self.interval_s)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-
     def first_ok_after(self, t0, unless_served_by=None, timeout_s=30):
-        """Wait until a success after T0 (not served by UNLESS_SERVED_BY); return its delay."""
+        """Wait for the first answer after T0 (not from UNLESS_SERVED_BY); return when it came, from T0.
+
+        A request sent just after the kill that a retry rescued a second later
+        counts as a second of blackout: that is what its user waited.
+        """
         def check():
-            for t, ok, node in self.samples:
-                if t > t0 and ok and node != unless_served_by:
-                    return True, t - t0
-            return False, None
+            done = [end for start, end, ok, node in list(self.samples)
+                    if start > t0 and ok and node != unless_served_by]
+            return bool(done), (min(done) - t0 if done else None)
         return progress.wait_until(check, timeout_s, interval_s=0.05)
 
     def failures_after(self, t0):
         """Count failed requests sent after T0."""
-        return sum(1 for t, ok, _ in self.samples if t > t0 and not ok)
+        return sum(1 for start, _, ok, _ in self.samples if start > t0 and not ok)
 
 
-def _kill(node):
-    t0 = time.monotonic()
-    containers.get(node).kill()
-    return t0
+def _time_kill(node, path, cookies=None, must_move=False):
+    """Poll PATH, kill NODE, return (blackout s, failed requests, NODE).
+
+    With MUST_MOVE, only an answer from another node than NODE counts.
+    """
+    with Poller(path, cookies) as p:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        containers.get(node).kill()
+        return p.first_ok_after(t0, unless_served_by=node if must_move else None), p.failures_after(t0), node
 
 
 def web_vip():
     """Kill the LB holding the web VIP; time until the site answers again."""
-    _, [holder] = status.vip_holders("lb")
-    with Poller("/healthz") as p:
-        time.sleep(0.5)
-        t0 = _kill(holder)
-        return p.first_ok_after(t0), p.failures_after(t0), holder
+    return _time_kill(status.vip_holders("lb")[1][0], "/healthz")
 
 
 def db_vip():
     """Kill the db LB holding the db VIP; time until a page that writes to MySQL works again."""
-    _, [holder] = status.vip_holders("dblb")
-    with Poller("/") as p:
-        time.sleep(0.5)
-        t0 = _kill(holder)
-        return p.first_ok_after(t0), p.failures_after(t0), holder
+    return _time_kill(status.vip_holders("dblb")[1][0], "/")
 
 
 def web_node():
     """Kill the web node a sticky user is on; time until another node serves that user."""
     first = requests.get(URL + "/healthz", timeout=5)
-    node, cookies = first.headers["X-Served-By"], first.cookies.get_dict()
-    with Poller("/healthz", cookies=cookies) as p:
-        time.sleep(0.5)
-        t0 = _kill(node)
-        return p.first_ok_after(t0, unless_served_by=node), p.failures_after(t0), node
+    return _time_kill(first.headers["X-Served-By"], "/healthz", first.cookies.get_dict(), must_move=True)
 
 
 def active_master():
     """Kill the master taking writes; time until a page that writes works again."""
     [master] = status.writers()
-    with Poller("/") as p:
-        time.sleep(0.5)
-        t0 = _kill(master)
-        return p.first_ok_after(t0), p.failures_after(t0), master
+    return _time_kill(master, "/")
 
 
 FAULTS = {"web_vip": web_vip, "db_vip": db_vip, "web_node": web_node, "active_master": active_master}

@@ -1,5 +1,6 @@
 """Progress lines and bounded polling shared by every labctl command."""
 import sys
+import threading
 import time
 
 
@@ -44,3 +45,26 @@ def wait_until(check, timeout_s, interval_s=1.0, describe=None):
         if time.monotonic() >= deadline:
             raise Timeout(timeout_s, detail)
         time.sleep(interval_s)
+
+
+class Background:
+    """A loop in a thread for the length of a `with` block; subclasses define run().
+
+    run() should return soon after self.stopping is set.
+    """
+
+    def __init__(self):
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        """The loop (override)."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self._thread.join(timeout=10)

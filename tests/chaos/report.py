@@ -1,4 +1,5 @@
 """The chaos report: reports/chaos/report.json, report.md, and a timeline PNG per scenario."""
+import dataclasses
 import json
 import math
 import time
@@ -13,7 +14,7 @@ from labctl import settings  # noqa: E402
 REPORT_DIR = settings.ROOT / "reports" / "chaos"
 
 
-def scenario_entry(name, description, verdict, fault_start, fault_end, plot):
+def scenario_entry(name, description, verdict, fault_start, fault_end, plot, history):
     """Return the report's record of one scenario."""
     c = verdict.counts
     failed = [n for n, chk in verdict.checks.items() if not chk["ok"]]
@@ -35,7 +36,18 @@ def scenario_entry(name, description, verdict, fault_start, fault_end, plot):
         "fault_window_s": [round(fault_start, 3), round(fault_end, 3)],
         "checks": verdict.checks,
         "plot": plot,
+        "history": history,
     }
+
+
+def save_history(name, history):
+    """Write the scenario's history, one operation per line (for digging into a failure)."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    path = REPORT_DIR / f"{name}.history.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for op in sorted(history, key=lambda o: o.start):
+            f.write(json.dumps(dataclasses.asdict(op), default=str) + "\n")
+    return path.name
 
 
 def plot(name, history, fault_start, fault_end):

@@ -6,7 +6,6 @@ shop a while longer, stop; the lab is healed completely and left to settle;
 then the checker compares the history with every DB node.
 Run them all with `make chaos`, one with `make chaos S=<name>`.
 """
-import threading
 import time
 
 import pytest
@@ -34,65 +33,47 @@ def _hold(seconds=HOLD_S):
 # own fault (the finaliser heals again, whatever happened), and returns the
 # web nodes it killed (their users may change node).
 
-def kill_web_vip_holder(nz, w):
-    _, [holder] = status.vip_holders("lb")
-    f = nz.kill(holder)
+def _kill_for_a_while(nz, *nodes):
+    faults = [nz.kill(n) for n in nodes]
     _hold()
-    f.heal()
-    return set()
+    for f in faults:
+        f.heal()
+    return {n for n in nodes if n.startswith("web")}
+
+
+def kill_web_vip_holder(nz, w):
+    return _kill_for_a_while(nz, status.vip_holders("lb")[1][0])
 
 
 def kill_backup_lb(nz, w):
-    _, [holder] = status.vip_holders("lb")
-    f = nz.kill("lb2" if holder == "lb1" else "lb1")
-    _hold()
-    f.heal()
-    return set()
+    holder = status.vip_holders("lb")[1][0]
+    return _kill_for_a_while(nz, "lb2" if holder == "lb1" else "lb1")
 
 
 def kill_sticky_web_node(nz, w):
     home = next(op.served_by for op in w.history if op.kind == "login" and op.outcome == "ok")
-    f = nz.kill(home)
-    _hold()
-    f.heal()
-    return {home}
+    return _kill_for_a_while(nz, home)
 
 
 def kill_two_web_nodes(nz, w):
-    fs = [nz.kill("web1"), nz.kill("web2")]
-    _hold()
-    for f in fs:
-        f.heal()
-    return {"web1", "web2"}
+    return _kill_for_a_while(nz, "web1", "web2")
 
 
 def kill_active_dblb(nz, w):
-    _, [holder] = status.vip_holders("dblb")
-    f = nz.kill(holder)
-    _hold()
-    f.heal()
-    return set()
+    return _kill_for_a_while(nz, status.vip_holders("dblb")[1][0])
 
 
 def kill_write_master(nz, w):
-    f = nz.kill(_write_master())
-    _hold()
-    f.heal()  # restarted while users shop; writes stay on the other master
-    return set()
+    # Restarted while users shop; writes stay on the other master.
+    return _kill_for_a_while(nz, _write_master())
 
 
 def kill_standby_master(nz, w):
-    f = nz.kill("master2" if _write_master() == "master1" else "master1")
-    _hold()
-    f.heal()
-    return set()
+    return _kill_for_a_while(nz, "master2" if _write_master() == "master1" else "master1")
 
 
 def kill_slave(nz, w):
-    f = nz.kill("slave1")
-    _hold()
-    f.heal()
-    return set()
+    return _kill_for_a_while(nz, "slave1")
 
 
 def kill_memcached(nz, w):
@@ -105,25 +86,22 @@ def kill_memcached(nz, w):
     return set()
 
 
-def pause_write_master(nz, w):
-    f = nz.pause(_write_master())
-    _hold(6)
-    f.heal()
+def _for_a_while(fault, seconds=HOLD_S):
+    _hold(seconds)
+    fault.heal()
     return set()
+
+
+def pause_write_master(nz, w):
+    return _for_a_while(nz.pause(_write_master()), 6)
 
 
 def partition_masters(nz, w):
-    f = nz.partition("master1", ["master2"])
-    _hold()
-    f.heal()
-    return set()
+    return _for_a_while(nz.partition("master1", ["master2"]))
 
 
 def slow_slave(nz, w):
-    f = nz.slow("slave1", 200)
-    _hold()
-    f.heal()
-    return set()
+    return _for_a_while(nz.slow("slave1", 200))
 
 
 def restart_lab(nz, w):
@@ -148,16 +126,15 @@ SCENARIOS = [
 ]
 
 
-class Progress:
+class Progress(progress.Background):
     """Print the scenario's phase and live counts every 2 s while it runs."""
 
     def __init__(self, name, workload):
+        super().__init__()
         self.name, self.w, self.phase = name, workload, "starting"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.wait(2):
+    def run(self):
+        while not self.stopping.wait(2):
             self.print()
 
     def print(self):
@@ -166,14 +143,6 @@ class Progress:
         ok = sum(op.outcome == "ok" for op in h)
         print(f"   [{self.name}] t={self.w.clock():5.1f}s {self.phase:<9} ops={len(h)} ok={ok} "
               f"failed={len(h) - ok}", flush=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @pytest.mark.parametrize("fault, description", SCENARIOS)
@@ -206,7 +175,8 @@ def test_scenario(request, nemesis, chaos_report, fault, description):
         w.close()
     verdict = checker.check(w.history, final, db, fault_start, fault_end, killed)
     plot = report.plot(name, w.history, fault_start, fault_end)
-    entry = report.scenario_entry(name, description, verdict, fault_start, fault_end, plot)
+    entry = report.scenario_entry(name, description, verdict, fault_start, fault_end, plot,
+                                  report.save_history(name, w.history))
     chaos_report.append(entry)
     c = verdict.counts
     progress.ok(f"{name}: {c['operations']} ops, {c['failed_requests']} failed, recovery {c['recovery_s']} s, "

@@ -113,3 +113,14 @@ def test_recovery_is_the_time_from_the_fault_to_service_back():
     h = [op("view", 9), op("view", 11, "fail"), op("view", 13.5, "fail"), op("view", 14),
          op("browse", 12)]
     assert recovery(h, FAULT[0]) == {"view": pytest.approx(4.01), "browse": 0.0}
+
+
+def test_too_many_unknown_outcomes_make_contents_unverifiable_not_wrong():
+    unknown = [op("add", 5 + i * 0.1, "indeterminate", args={"product_id": 1 + i % 12, "qty": 1})
+               for i in range(12)]
+    h = history()[:3] + unknown + [op("checkout", 8, args={"key": "k9"}, result={"order_id": 103}),
+                                   op("cart", 9, result={"cart": {}})]
+    snapshot = db({103: {"user_id": 7, "username": "u-0", "key": "k9", "items": {3: 2, 5: 1, 1: 1}}})
+    v = check(h, final({}), snapshot, *FAULT)
+    assert v.valid, v.checks
+    assert v.checks["acknowledged orders on every node"]["contents_unverifiable"] == 1

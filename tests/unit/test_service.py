@@ -1,0 +1,114 @@
+"""Health, readiness, metrics, failure answers and the HTML pages."""
+import re
+import time
+
+import pytest
+
+from unitstack import closed_port
+
+
+def test_healthz_says_ok(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.get_json()["status"] == "ok"
+    assert r.headers["X-Served-By"] == "unit"
+
+
+def test_home_counts_visits_as_json_for_programs(client):
+    r = client.get("/", headers={"X-Lab-LB": "lb2"})
+    assert r.get_json() == {"node": "unit", "lb": "lb2", "visits": 1}
+    assert client.get("/").get_json()["visits"] == 2
+
+
+def test_readyz_reports_every_path(client):
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    status = r.get_json()
+    assert (status["ready"], status["write_path"], status["read_path"]) == (True, "ok", "ok")
+    assert list(status["cache"].values()) == ["ok", "ok"]
+
+
+def test_readyz_is_503_without_the_write_path(make_app):
+    r = make_app(DB_WRITE_PORT=closed_port()).test_client().get("/readyz")
+    assert r.status_code == 503 and r.get_json()["ready"] is False
+    assert r.get_json()["write_path"] != "ok"
+
+
+def test_readyz_stays_ready_without_the_read_path_and_cache(make_app):
+    app = make_app(DB_READ_PORT=closed_port(), MEMCACHED_SERVERS=[("127.0.0.1", closed_port())])
+    r = app.test_client().get("/readyz")
+    assert r.status_code == 200
+    assert r.get_json()["read_path"] != "ok" and list(r.get_json()["cache"].values()) != ["ok"]
+
+
+@pytest.mark.parametrize("method,path,body", [
+    pytest.param("GET", "/", None, id="home"),
+    pytest.param("POST", "/register", {"username": "alice", "password": "a good password"}, id="register"),
+    pytest.param("POST", "/login", {"username": "alice", "password": "a good password"}, id="login"),
+])
+def test_a_dead_write_path_is_a_quick_503_with_retry_after(make_app, method, path, body):
+    c = make_app(DB_WRITE_PORT=closed_port()).test_client()
+    start = time.monotonic()
+    r = c.open(path, method=method, json=body)
+    assert time.monotonic() - start < 3
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "2" and r.headers["X-Served-By"] == "unit"
+    assert r.get_json() == {"error": "the database is unavailable; retry shortly"}
+
+
+def test_a_frozen_master_is_a_bounded_503(client, stack):
+    with stack["primary"].paused():
+        start = time.monotonic()
+        r = client.get("/")
+        seconds = time.monotonic() - start
+    assert r.status_code == 503 and "Retry-After" in r.headers
+    assert seconds < 5  # the connect timeout (1 s in tests), not a hang
+
+
+def test_metrics_count_requests_latency_cache_and_db_errors(client, make_app):
+    client.get("/products/1")
+    client.get("/products/1")
+    make_app(DB_WRITE_PORT=closed_port()).test_client().get("/")
+    text = client.get("/metrics").get_data(as_text=True)
+
+    def value(name, **labels):
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(w in line for w in wanted):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"no {name} {labels} in /metrics")
+
+    assert value("lab_http_requests_total", node="unit", route="/products/<int:product_id>",
+                 method="GET", status="200") >= 2
+    assert value("lab_http_request_duration_seconds_count", route="/products/<int:product_id>") >= 2
+    assert value("lab_cache_requests_total", result="hit") >= 1
+    assert value("lab_cache_requests_total", result="miss") >= 1
+    assert value("lab_db_errors_total", path="write") >= 1
+    assert re.search(r'lab_http_request_duration_seconds_bucket\{[^}]*le="\+Inf"\}', text)
+
+
+def html(client, path):
+    """GET PATH as a browser; return the response."""
+    return client.get(path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+
+
+def test_the_home_page_shows_node_lb_session_and_catalogue_source(client):
+    r = html(client, "/")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert "<strong>unit</strong>" in page and "1 visit(s)" in page
+    assert "the database" in page
+    assert "the cache (memcached)" in html(client, "/").get_data(as_text=True)
+
+
+def test_the_shop_pages_render_for_a_user(auth):
+    c = auth.user("alice")
+    c.post("/cart/items", json={"product_id": 3, "qty": 2})
+    assert "Memcached node" in html(c, "/products").get_data(as_text=True)
+    assert "Memcached node" in html(c, "/cart").get_data(as_text=True)
+    assert "place the order" in html(c, "/checkout").get_data(as_text=True)
+    assert "<form" in html(c, "/login").get_data(as_text=True)
+
+
+def test_a_browser_without_login_is_sent_to_the_login_page(client):
+    r = html(client, "/cart")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
