@@ -76,13 +76,13 @@ def rate_limit_lifted():
     """Lift the LBs' per-client rate limit during the bench (every load here is one client)."""
     lbs = [containers.node_of(c) for c in containers.find(role="lb")]
     for lb in lbs:
-        haproxy.runtime(lb, "set var proc.rate_limit int(100000000)")
+        haproxy.set_var(lb, "proc.rate_limit", 100_000_000)
     try:
         yield
     finally:
         for c in containers.find(role="lb"):
             env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
-            haproxy.runtime(containers.node_of(c), f"set var proc.rate_limit int({int(env.get('LB_RATE_LIMIT', 100))})")
+            haproxy.set_var(containers.node_of(c), "proc.rate_limit", int(env.get("LB_RATE_LIMIT", 100)))
 
 
 def horizontal():

@@ -55,13 +55,22 @@ class Poller(progress.Background):
 def _time_kill(node, path, cookies=None, must_move=False):
     """Poll PATH, kill NODE, return (blackout s, failed requests, NODE).
 
-    With MUST_MOVE, only an answer from another node than NODE counts.
+    The blackout is the longest time, around the kill, in which the client
+    got no successful answer: from the last answer before the outage to the
+    first one after it (with MUST_MOVE, the first from another node). It
+    does not depend on how long Docker takes to carry out the kill.
     """
     with Poller(path, cookies) as p:
         time.sleep(0.5)
-        t0 = time.monotonic()
+        asked = time.monotonic()
         containers.get(node).kill()
-        return p.first_ok_after(t0, unless_served_by=node if must_move else None), p.failures_after(t0), node
+        killed = time.monotonic()
+        back = p.first_ok_after(killed, unless_served_by=node if must_move else None)
+        answers = sorted(end for start, end, ok, served in list(p.samples)
+                         if ok and asked - 0.5 <= end <= killed + back and (start <= killed or
+                                                                             not must_move or served != node))
+        gap = max((b - a for a, b in zip(answers, answers[1:])), default=back)
+        return gap, p.failures_after(killed), node
 
 
 def web_vip():

@@ -24,3 +24,12 @@ def servers(node, backend):
     text = runtime(node, "show stat").lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))
     return {r["svname"]: r for r in rows if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def set_var(node, name, value):
+    """Set process-wide variable NAME (proc.*) to integer VALUE on NODE, and check it took."""
+    # `set var` on the CLI is experimental in HAProxy 2.6: enable that for this command only.
+    runtime(node, f"experimental-mode on; set var {name} int({int(value)})")
+    got = runtime(node, f"get var {name}")
+    if f"value=<{int(value)}>" not in got:
+        raise RuntimeError_(f"{node}: {name} is not {value}: {got.strip()}")

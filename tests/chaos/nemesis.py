@@ -114,7 +114,7 @@ class Nemesis:
     @staticmethod
     def _set_read_delay(ms):
         for c in containers.find(role="dblb"):
-            haproxy.runtime(containers.node_of(c), f"set var proc.lab_delay_ms int({int(ms)})")
+            haproxy.set_var(containers.node_of(c), "proc.lab_delay_ms", ms)
 
     def restart_lab(self):
         """Run `make down && make up` (blocks until the lab is up again)."""
