@@ -56,13 +56,17 @@ core.register_task(function()
         end
         local target = nil
         if #writable == 0 and #answering > 0 then
-            -- The checks may lag behind (this LB just started, or a promotion
-            -- is in flight): promote only if no agent says it is writable.
-            local someone_writes = false
+            -- The checks may lag behind (this LB just started, a promotion
+            -- is in flight, or a master died since its last check): ask the
+            -- agents themselves. Promote only if none says it is writable,
+            -- and only one that answers now (a dead one would hang the call).
+            local someone_writes, reachable = false, {}
             for _, name in ipairs(answering) do
-                if state(alive[name]) == "0" then someone_writes = true end
+                local ro = state(alive[name])
+                if ro == "0" then someone_writes = true end
+                if ro then table.insert(reachable, name) end
             end
-            if not someone_writes then target = answering[1] end
+            if not someone_writes then target = reachable[1] end
         end
         if target then
             -- Promotion may wait up to 10 s for the relay log (db-promote).
