@@ -112,6 +112,19 @@ def up():
     return healthy
 
 
+def restore(container):
+    """Start CONTAINER if it stopped, unpause it if it is frozen; return True if it did either."""
+    container.reload()
+    state = container.attrs["State"]
+    if state.get("Paused"):
+        container.unpause()
+    elif state.get("Status") != "running":
+        container.start()
+    else:
+        return False
+    return True
+
+
 def heal():
     """Start or unpause every stopped lab container, then wait as `make up` does.
 
@@ -121,15 +134,7 @@ def heal():
     # A container can still be on its way down when we look (its health
     # status lags by a check interval): go round until a pass starts nothing.
     for _ in range(5):
-        started = []
-        for c in containers.find(all=True):
-            state = c.attrs["State"]
-            if state.get("Paused"):
-                c.unpause()
-                started.append(containers.node_of(c))
-            elif state.get("Status") != "running":
-                c.start()
-                started.append(containers.node_of(c))
+        started = [containers.node_of(c) for c in containers.find(all=True) if restore(c)]
         wait_healthy([containers.node_of(c) for c in containers.find(all=True)])
         if not started:
             break

@@ -64,26 +64,16 @@ class Nemesis:
     def kill(self, node):
         """SIGKILL NODE; its heal starts it again."""
         containers.get(node).kill()
-        return self._record(f"kill {node}", lambda: self._start(node))
-
-    def _start(self, node):
-        self.log(f"   nemesis: start {node}")
-        c = containers.get(node)
-        c.reload()
-        if c.attrs["State"]["Status"] != "running":
-            c.start()
+        return self._record(f"kill {node}", lambda: self._restore("start", node))
 
     def pause(self, node):
         """Freeze NODE (it keeps its connections but answers nothing)."""
         containers.get(node).pause()
-        return self._record(f"pause {node}", lambda: self._unpause(node))
+        return self._record(f"pause {node}", lambda: self._restore("unpause", node))
 
-    def _unpause(self, node):
-        self.log(f"   nemesis: unpause {node}")
-        c = containers.get(node)
-        c.reload()
-        if c.attrs["State"].get("Paused"):
-            c.unpause()
+    def _restore(self, verb, node):
+        self.log(f"   nemesis: {verb} {node}")
+        lifecycle.restore(containers.get(node))
 
     def partition(self, node, peers):
         """Drop all traffic between NODE and PEERS, both ways."""
