@@ -12,7 +12,7 @@ LAB    := PYTHONPATH=scripts $(PY) -m labctl
 M ?= unit or integration
 T ?=
 
-.PHONY: help up down clean ps status logs build test chaos bench venv scale failback
+.PHONY: help up down clean ps status logs build test chaos bench venv scale failback promote
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

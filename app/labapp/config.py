@@ -41,6 +41,8 @@ def load():
         # Short timeouts: a dead database must give a quick 503, not a hang.
         "DB_CONNECT_TIMEOUT_S": float(env("DB_CONNECT_TIMEOUT_S", "2")),
         "DB_IO_TIMEOUT_S": float(env("DB_IO_TIMEOUT_S", "5")),
+        # A worker thread's pooled connection is replaced after this long.
+        "DB_POOL_MAX_AGE_S": float(env("DB_POOL_MAX_AGE_S", "30")),
         "SESSION_COOKIE": env("SESSION_COOKIE", "lab_session"),
         "SESSION_TTL_S": int(env("SESSION_TTL_S", str(7 * 24 * 3600))),
         # Share of session writes that also delete expired rows: cleanup

@@ -1,5 +1,15 @@
-"""Connections to MariaDB through the db load balancers' write and read ports."""
+"""Connections to MariaDB through the db load balancers' write and read ports.
+
+Connections are pooled per worker thread and per path: a request borrows
+its thread's connection (checked with a ping first, so a connection that a
+failover or an idle timeout closed is replaced before a query is sent on
+it) instead of opening one. A new MySQL connection per request cost a
+TCP and MySQL handshake through HAProxy on every page, and under load the
+connection churn was what overwhelmed the db LBs' checks.
+"""
 import contextlib
+import threading
+import time
 
 import pymysql
 from flask import current_app, g
@@ -42,10 +52,45 @@ def _connect(path):
         raise DatabaseUnavailable(f"cannot connect to the {path} path {host}:{port}: {exc}") from exc
 
 
+def _pool():
+    """Return this app's per-thread pool: {path: (connection, opened at)}."""
+    app = current_app._get_current_object()
+    local = app.extensions.setdefault("lab_db_pool", threading.local())
+    if not hasattr(local, "conns"):
+        local.conns = {}
+    return local.conns
+
+
+def _checkout(path):
+    """Return this thread's live connection to PATH, replacing a dead or old one."""
+    pool = _pool()
+    conn, opened = pool.pop(path, (None, 0.0))
+    if conn is not None and time.monotonic() - opened > current_app.config["DB_POOL_MAX_AGE_S"]:
+        # Now and then start afresh, so the read port's balancing and a
+        # recovered replica see the connections again.
+        _close(conn)
+        conn = None
+    if conn is not None:
+        try:
+            conn.ping(reconnect=False)
+        except (pymysql.err.Error, OSError):  # closed, killed by a fence, reset by the LB
+            _close(conn)
+            conn = None
+    if conn is None:
+        conn, opened = _connect(path), time.monotonic()
+    pool[path] = (conn, opened)
+    return conn
+
+
+def _close(conn):
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
 def _conn(path):
     name = _PATHS[path][0]
     if name not in g:
-        setattr(g, name, _connect(path))
+        setattr(g, name, _checkout(path))
     return getattr(g, name)
 
 
@@ -60,11 +105,11 @@ def reader():
 
 
 def _drop(path):
-    """Forget PATH's connection after a failure, so a retry opens a new one."""
+    """Close PATH's connection after a failure, so the next request opens a new one."""
     conn = g.pop(_PATHS[path][0], None)
     if conn is not None:
-        with contextlib.suppress(Exception):
-            conn.close()
+        _pool().pop(path, None)
+        _close(conn)
 
 
 @contextlib.contextmanager
@@ -119,11 +164,15 @@ def ping(path):
         return str(exc)
 
 
-def _close(_exc=None):
+def _release(_exc=None):
+    """Give the request's connections back to the thread's pool (rolled back if a transaction was left open)."""
     for path in _PATHS:
-        _drop(path)
+        conn = g.pop(_PATHS[path][0], None)
+        if conn is not None and _exc is not None:
+            with contextlib.suppress(Exception):
+                conn.rollback()
 
 
 def init_app(app):
-    """Close the request's connections when it ends."""
-    app.teardown_appcontext(_close)
+    """Return the request's connections to the pool when it ends."""
+    app.teardown_appcontext(_release)

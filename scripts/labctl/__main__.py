@@ -1,4 +1,4 @@
-"""Usage: python -m labctl {up,down,clean,status,build,scale,failback,logs,lag} [...] (run by the Makefile)."""
+"""Usage: python -m labctl {up,down,clean,status,build,scale,failback,promote,logs,lag,...} [...] (run by the Makefile)."""
 import argparse
 import sys
 
@@ -19,6 +19,10 @@ def main(argv=None):
     scale = sub.add_parser("scale", help="run N web nodes (1-8); removed nodes are drained first")
     scale.add_argument("n", type=int)
     sub.add_parser("failback", help="send writes back to master1 once it has caught up")
+    promote = sub.add_parser("promote", help="move writes to a master (planned switchover)")
+    promote.add_argument("node", help="master1 or master2")
+    promote.add_argument("--force", action="store_true",
+                         help="skip the checks that no acknowledged write is lost (data may be lost)")
     bench_cmd = sub.add_parser("bench", help="measure the lab against its alternatives (reports/bench/)")
     bench_cmd.add_argument("--runs", type=int, default=5, help="kills per failover measurement")
     fo = sub.add_parser("failover-times", help="measure blackouts: kill a node, time until service is back")
@@ -59,6 +63,8 @@ def main(argv=None):
         operations.scale(args.n)
     elif args.cmd == "failback":
         operations.failback()
+    elif args.cmd == "promote":
+        operations.promote(args.node, args.force)
     elif args.cmd == "bench":
         from . import bench  # matplotlib and friends: only for this command
         bench.run(args.runs)

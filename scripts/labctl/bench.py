@@ -71,20 +71,6 @@ def sidecar(networks, argv, env=None, timeout_s=120):
         c.remove(force=True)
 
 
-@contextlib.contextmanager
-def rate_limit_lifted():
-    """Lift the LBs' per-client rate limit during the bench (every load here is one client)."""
-    lbs = [containers.node_of(c) for c in containers.find(role="lb")]
-    for lb in lbs:
-        haproxy.set_var(lb, "proc.rate_limit", 100_000_000)
-    try:
-        yield
-    finally:
-        for c in containers.find(role="lb"):
-            env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
-            haproxy.set_var(containers.node_of(c), "proc.rate_limit", int(env.get("LB_RATE_LIMIT", 100)))
-
-
 def horizontal():
     """Throughput (closed loop) and latency at a fixed offered load (open loop) for 1, 3, 5 web nodes."""
     out = {route: {} for route in ROUTES}
@@ -193,7 +179,7 @@ def run(runs=5):
     started = time.monotonic()
     results = {"machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_generator": "scripts/labctl/loadgen.py (open loop, latency from the scheduled send time)"}
-    with rate_limit_lifted():
+    with haproxy.rate_limit_lifted():
         results["horizontal"] = horizontal()
         results["lb_cost"] = lb_cost()
         results["cache"] = cache()

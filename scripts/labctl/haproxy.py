@@ -1,4 +1,5 @@
 """HAProxy's runtime API on the lab's load balancers, through the Docker API."""
+import contextlib
 import csv
 import io
 import shlex
@@ -33,3 +34,18 @@ def set_var(node, name, value):
     got = runtime(node, f"get var {name}")
     if f"value=<{int(value)}>" not in got:
         raise RuntimeError_(f"{node}: {name} is not {value}: {got.strip()}")
+
+
+@contextlib.contextmanager
+def rate_limit_lifted():
+    """Lift the web LBs' per-client rate limit for the block (all host traffic is one client); restore it."""
+    lbs = containers.find(role="lb")
+    for c in lbs:
+        set_var(containers.node_of(c), "proc.rate_limit", 100_000_000)
+    try:
+        yield
+    finally:
+        for c in lbs:
+            env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+            with contextlib.suppress(RuntimeError_, LookupError):
+                set_var(containers.node_of(c), "proc.rate_limit", int(env.get("LB_RATE_LIMIT", 100)))

@@ -1,7 +1,7 @@
 """`make up`, `make down`, `make clean`: bring the lab up healthy, and take it down."""
 import time
 
-from . import build, compose, containers, haproxy, progress, replication, secrets, settings, status, tls
+from . import build, compose, containers, decider, lag, progress, replication, secrets, settings, status, tls
 
 
 def services():
@@ -29,9 +29,16 @@ def wait_healthy(expected):
 
 
 def wait_replication():
-    """Wait (bounded) until every replication link runs."""
+    """Wait (bounded) until every replication link runs and delivers: its heartbeat lag is fresh.
+
+    A link's threads can both say "Yes" while nothing arrives (after a
+    partition, MariaDB may keep the old connection's dump thread alive and
+    refuse the new one for a while), so the heartbeats must flow too.
+    """
     def check():
-        bad = {f"{l.source} -> {l.replica}": l.state for l in replication.links() if not l.running}
+        bad = {l.name: (l.state if l.broken else f"lag {l.lag_ms if l.lag_ms is not None else '?'} ms")
+               for l in lag.collect()
+               if l.broken or l.lag_ms is None or l.lag_ms > settings.REPLICATION_FRESH_MS}
         return not bad, bad
 
     try:
@@ -40,10 +47,10 @@ def wait_replication():
                                 f"{name} ({state})" for name, state in sorted(bad.items()))))
     except progress.Timeout as exc:
         errors = {f"{l.source} -> {l.replica}": f"{l.state} {l.last_error}".strip()
-                  for l in replication.links() if not l.running}
+                  for l in replication.links() if not l.running} or exc.detail
         raise SystemExit(_failure(f"replication is not running ({exc})", errors,
                                   hint="see the replica's logs: make logs S=<replica>")) from exc
-    progress.ok("every replication link is running")
+    progress.ok("every replication link is running and delivering")
 
 
 def wait_vips():
@@ -70,9 +77,10 @@ def wait_writer(timeout_s=None):
     def check():
         w = status.writers()
         if len(w) != 1:
-            return False, ", ".join(w) or "none"
+            reason = decider.view(decider.holder()).get("decision", "") if decider.holder() else ""
+            return False, (", ".join(w) or "none") + (f"; decider: {reason}" if reason else "")
         lagging = [containers.node_of(c) for c in containers.find(role="dblb")
-                   if not haproxy.servers(containers.node_of(c), "masters")[w[0]]["status"].startswith("UP")]
+                   if decider.routed(containers.node_of(c)) != w]
         return not lagging, f"{w[0]}, not yet routed by {', '.join(lagging)}" if lagging else w[0]
 
     try:

@@ -1,5 +1,5 @@
-"""Operator actions on a running lab: scale the web tier, fail writes back to master1."""
-from . import compose, containers, haproxy, lifecycle, progress, settings, status
+"""Operator actions on a running lab: scale the web tier, move writes (failback, promote)."""
+from . import compose, containers, decider, haproxy, lifecycle, progress, settings, status
 
 WEB_NODES = tuple(f"web{i}" for i in range(1, settings.MAX_WEB_NODES + 1))
 
@@ -66,23 +66,29 @@ def _idle(nodes):
 
 
 def failback(timeout_s=60):
-    """Move writes back to master1: demote master2; the db LBs promote master1 once caught up.
+    """Move writes back to master1, through the deciding db LB (a planned switchover).
 
-    master1's promotion (mysql/bin/db-promote) first applies every write it
-    received from master2, which can no longer take any: nothing is lost.
+    The decider fences master2 (read_only on, app sessions cut), waits until
+    master1 has applied everything master2 wrote, then promotes master1; if
+    master1 cannot catch up in time, master2 takes writes again. It refuses
+    up front when master1 is not keeping up (a partition, a broken link).
     """
-    writers = status.writers()
-    if writers == ["master1"]:
-        progress.ok("writes already go to master1; nothing to do")
+    promote("master1", timeout_s=timeout_s)
+
+
+def promote(node, force=False, timeout_s=60):
+    """Make NODE the writer (make promote); FORCE skips the checks that no acknowledged write is lost."""
+    if status.writers() == [node]:
+        progress.ok(f"writes already go to {node}; nothing to do")
         return
-    if containers.health(containers.get("master1")) != "healthy":
-        raise SystemExit("❌ master1 is not healthy (make status); start it first (make up)")
-    if "master2" in writers:
-        progress.step("demoting master2 (read-only)")
-        code, out = containers.sh(containers.get("master2"), ["db-demote"])
-        if code != 0:
-            raise SystemExit(f"❌ could not demote master2: {out.strip()}")
-    progress.step(f"waiting (≤{timeout_s} s) for the db LBs to promote master1 once it has caught up")
+    if force:
+        print(f"⚠  forcing {node} to take writes: writes the old writer acknowledged and {node} "
+              "never received are LOST (they come back only as conflicts when the old writer returns)")
+    progress.step(f"asking the deciding db LB to move writes to {node}")
+    ok, message = decider.switchover(node, force)
+    if not ok:
+        raise SystemExit(f"❌ {message}")
+    progress.ok(message)
     lifecycle.wait_writer(timeout_s)
-    if status.writers() != ["master1"]:
-        raise SystemExit(f"❌ the db LBs chose {status.writers()} instead of master1; see make logs S=dblb1")
+    if status.writers() != [node]:
+        raise SystemExit(f"❌ writes went to {status.writers()} instead of {node}; see make logs S=dblb1")

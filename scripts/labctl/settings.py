@@ -16,6 +16,8 @@ ADMIN_PORT = int(os.environ.get("LAB_ADMIN_PORT", "8404"))
 # Bounds for `make up`'s waits, in seconds.
 HEALTH_TIMEOUT_S = float(os.environ.get("LAB_HEALTH_TIMEOUT", "240"))
 REPLICATION_TIMEOUT_S = float(os.environ.get("LAB_REPLICATION_TIMEOUT", "90"))
+# A link counts as delivering while its heartbeat lag is under this.
+REPLICATION_FRESH_MS = 2000
 
 # Images built from this repository: name -> build context (folder).
 IMAGES = {
@@ -27,7 +29,7 @@ IMAGES = {
 
 # Generated on first `make up`, never committed.
 SECRETS = ("mysql_app_password", "mysql_repl_password", "mysql_monitor_password",
-           "lb_cookie_key", "lb_admin_password", "app_admin_password")
+           "lb_cookie_key", "lb_admin_password", "app_admin_password", "db_agent_secret")
 
 # Web nodes beyond the standard three, started only by `make scale WEB=n`
 # (compose profile "scale"); the LBs know all eight names.

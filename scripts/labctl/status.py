@@ -30,6 +30,15 @@ def writers():
     return out
 
 
+def _decision():
+    """Return what the deciding db LB says it is doing (and why writes fail, when they do)."""
+    from . import decider  # decider needs this module's vip_holders
+    node = decider.holder()
+    if node is None:
+        return "none (no single db VIP holder)"
+    return f"{node}: {decider.view(node).get('decision') or 'no view yet'}"
+
+
 def nodes():
     """Return [(node, role, health)] for every container of the lab, stopped ones too."""
     return [(containers.node_of(c), containers.role_of(c), containers.health(c))
@@ -50,7 +59,8 @@ def show():
         print(f"{name:<8} {vip or '-':<15} held by {', '.join(holders) or 'nobody'}")
     w = writers()
     good &= len(w) == 1
-    print(f"{'writer':<8} {', '.join(w) or 'none (writes fail until the db LBs promote a master)'}")
+    print(f"{'writer':<8} {', '.join(w) or 'none: writes fail (503) until the db LBs promote a master'}")
+    print(f"{'decider':<8} {_decision()}")
     print()
     print(f"{'link':<20} {'state':<11} {'io':<10} {'sql':<4} {'behind_s':<9} last error")
     for link in replication.links():

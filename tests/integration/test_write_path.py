@@ -1,0 +1,237 @@
+"""The write path stays calm under load, has one writer at a time, and never hides an acknowledged write.
+
+Each test drives real traffic through 127.0.0.1:8080 while a sampler reads
+read_only on both masters every half second (through the Docker API), and
+heals whatever it broke in a finaliser.
+"""
+import contextlib
+import datetime
+import secrets
+import threading
+import time
+
+import pytest
+import requests
+
+from chaos.nemesis import Nemesis
+from labctl import containers, dbnodes, decider, haproxy, lifecycle, operations, progress, replication, status
+from labtest import BASE_URL, Client
+
+MASTERS = ("master1", "master2")
+DB_NODES = ("master1", "master2", "slave1")
+LOAD_CLIENTS = 32
+LOAD_S = 20
+# The issue's bar for a load spike: at most 0.5 % of answers may be 5xx.
+MAX_5XX_SHARE = 0.005
+
+
+class WriterSampler(progress.Background):
+    """Read @@read_only on both masters every INTERVAL_S; keep (t, [writable masters])."""
+
+    def __init__(self, interval_s=0.5):
+        super().__init__()
+        self.interval_s, self.samples = interval_s, []
+
+    def run(self):
+        while not self.stopping.wait(self.interval_s):
+            writable = []
+            for m in MASTERS:
+                with contextlib.suppress(dbnodes.DbError, LookupError):
+                    if dbnodes.value(m, "SELECT @@global.read_only") == "0":
+                        writable.append(m)
+            self.samples.append((time.monotonic(), writable))
+
+    def assert_one_writer_at_most(self):
+        """Fail with the first sample in which both masters were writable."""
+        assert self.samples, "the sampler took no sample"
+        both = [(round(t, 2), w) for t, w in self.samples if len(w) > 1]
+        assert not both, f"two writable masters at once: {both[:3]}"
+
+
+@pytest.fixture
+def no_rate_limit(lab):
+    """Lift the LBs' per-client rate limit (all host traffic is one client); restore it afterwards."""
+    with haproxy.rate_limit_lifted():
+        yield
+
+
+@pytest.fixture
+def nemesis(lab):
+    """Faults healed afterwards whatever happens; writes end on master1, the usual state."""
+    n = Nemesis()
+    yield n
+    n.heal_all()
+    operations.failback()
+
+
+def lb_down_marks(since):
+    """Return the lines of every LB's log since SINCE (a UTC datetime) that mark a server DOWN."""
+    lines = []
+    for c in containers.find(role="lb") + containers.find(role="dblb"):
+        log = c.logs(since=since).decode("utf-8", "replace")
+        lines += [f"{containers.node_of(c)}: {line}" for line in log.splitlines() if " is DOWN" in line]
+    return lines
+
+
+def visit_without_cookies(stop, statuses):
+    """One visitor after another, each new (no cookie): every visit writes a new session row."""
+    with requests.Session() as s:
+        while not stop.is_set():
+            s.cookies.clear()
+            try:
+                statuses.append(s.get(BASE_URL + "/", timeout=10).status_code)
+            except requests.RequestException:
+                statuses.append(0)
+
+
+def test_32_concurrent_visitors_cause_no_5xx_no_down_server_and_no_failover(no_rate_limit):
+    writer_before = status.writers()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    statuses, stop = [], threading.Event()
+    visitors = [threading.Thread(target=visit_without_cookies, args=(stop, statuses)) for _ in range(LOAD_CLIENTS)]
+    with WriterSampler(1.0) as sampler:
+        for t in visitors:
+            t.start()
+        time.sleep(LOAD_S)
+        stop.set()
+        for t in visitors:
+            t.join(timeout=15)
+    errors = [s for s in statuses if s >= 500 or s == 0]
+    assert len(statuses) > LOAD_S * 20, f"only {len(statuses)} answers in {LOAD_S} s"
+    assert len(errors) <= MAX_5XX_SHARE * len(statuses), \
+        f"{len(errors)} of {len(statuses)} answers failed: {sorted(set(errors))}"
+    assert not lb_down_marks(started), lb_down_marks(started)[:5]
+    assert status.writers() == writer_before, "the writer changed under load with no fault"
+    sampler.assert_one_writer_at_most()
+
+
+class Shopper(progress.Background):
+    """A logged-in user who keeps adding a product and checking out; records every answer.
+
+    A checkout whose outcome is unknown (timeout, 5xx) is retried with the
+    same Idempotency-Key, as a careful client does.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.client = Client(timeout=8)
+        name = "wp_" + secrets.token_hex(5)
+        creds = {"username": name, "password": "write path password"}
+        assert self.client.post("/register", json=creds).status_code == 201
+        assert self.client.post("/login", json=creds).status_code == 200
+        self.orders = []        # (acknowledged at, order id, key)
+        self.failures = []      # (time, status) of writes that did not succeed
+
+    def run(self):
+        while not self.stopping.is_set():
+            key = secrets.token_hex(8)
+            if self._call("POST", "/cart/items", json={"product_id": 1, "qty": 1}) is None:
+                continue
+            for _ in range(5):
+                r = self._call("POST", "/orders", headers={"Idempotency-Key": key})
+                if r is not None and r.status_code == 201:
+                    self.orders.append((time.monotonic(), r.json()["order_id"], key))
+                    break
+                if r is not None and r.status_code < 500:
+                    break
+                if self.stopping.wait(0.2):
+                    break
+
+    def _call(self, method, path, **kw):
+        try:
+            r = self.client.request(method, path, **kw)
+        except requests.RequestException:
+            self.failures.append((time.monotonic(), 0))
+            time.sleep(0.1)
+            return None
+        if r.status_code >= 300:
+            self.failures.append((time.monotonic(), r.status_code))
+            time.sleep(0.1)
+            return r if r.status_code < 500 else None
+        return r
+
+
+def orders_on(node, ids):
+    """Return {order id: count} of the orders IDS that NODE holds."""
+    if not ids:
+        return {}
+    rows = dbnodes.query(node, "SELECT id, COUNT(*) AS n FROM lab.orders WHERE id IN ("
+                         + ",".join(str(i) for i in ids) + ") GROUP BY id")
+    return {int(r["id"]): int(r["n"]) for r in rows}
+
+
+def assert_every_order_once_everywhere(shoppers):
+    """Every acknowledged order exists exactly once on every DB node; no key ordered twice."""
+    ids = [oid for s in shoppers for _, oid, _ in s.orders]
+    keys = [key for s in shoppers for _, _, key in s.orders]
+    assert len(set(keys)) == len(keys), "one checkout key acknowledged twice"
+    for node in DB_NODES:
+        def present(node=node):
+            found = orders_on(node, ids)
+            return len(found) == len(set(ids)), len(set(ids)) - len(found)
+        progress.wait_until(present, 60, interval_s=1)
+        assert set(orders_on(node, ids).values()) <= {1}
+    keyed = dbnodes.query("master1", "SELECT user_id, idempotency_key, COUNT(*) AS n FROM lab.orders "
+                          "WHERE idempotency_key IN (" + ",".join(f"'{k}'" for k in keys) + ") "
+                          "GROUP BY user_id, idempotency_key HAVING n > 1") if keys else []
+    assert not keyed, f"a checkout retried with its key made two orders: {keyed[:3]}"
+    broken = [f"{l.source} -> {l.replica}: {l.last_error}" for l in replication.links() if l.state == "broken"]
+    assert not broken, broken
+
+
+def test_a_writer_cut_off_from_its_standby_then_killed_hides_no_acknowledged_order(nemesis):
+    writer = status.writers()[0]
+    standby = next(m for m in MASTERS if m != writer)
+    shoppers = [Shopper() for _ in range(3)]
+    with WriterSampler() as sampler, contextlib.ExitStack() as stack:
+        for s in shoppers:
+            stack.enter_context(s)
+        time.sleep(2)
+        nemesis.partition(writer, [standby])
+        time.sleep(6)
+        during = [oid for s in shoppers for t, oid, _ in s.orders]
+        assert during, "no checkout succeeded before the kill"
+        nemesis.kill(writer)
+        killed_at = time.monotonic()
+        time.sleep(8)
+        after_kill = sorted(t for s in shoppers for t, _, _ in s.orders if t > killed_at)
+        if after_kill:
+            # Writes came back without the old writer: only allowed if the
+            # new one holds everything acknowledged before.
+            missing = set(during) - set(orders_on(standby, during))
+            assert not missing, (f"{standby} took writes {after_kill[0] - killed_at:.1f} s after the kill "
+                                 f"while {len(missing)} acknowledged orders were missing on it")
+        # The only other honest outcome: writes stay unavailable, and say so.
+        else:
+            assert "waiting for" in status_decision() or "may lack" in status_decision()
+    nemesis.heal_all()
+    assert_every_order_once_everywhere(shoppers)
+    sampler.assert_one_writer_at_most()
+
+
+def status_decision():
+    """Return what the deciding db LB says it is doing."""
+    return decider.view(decider.holder()).get("decision", "")
+
+
+def test_failback_during_a_master_partition_is_refused_and_writes_stay(nemesis):
+    operations.promote("master2")
+    assert status.writers() == ["master2"]
+    nemesis.partition("master1", ["master2"])
+    time.sleep(2)  # master1's newest heartbeat from master2 grows old
+    with pytest.raises(SystemExit, match="not keeping up"):
+        operations.failback()
+    assert status.writers() == ["master2"], "a refused failback must leave the writer in place"
+    with Client() as c:
+        assert c.get("/").status_code == 200, "writes must still work on master2"
+
+
+def test_a_killed_writer_is_replaced_and_the_lab_heals(nemesis):
+    writer = status.writers()[0]
+    with WriterSampler() as sampler:
+        nemesis.kill(writer)
+        lifecycle.wait_writer(30)
+        assert status.writers() == [next(m for m in MASTERS if m != writer)]
+        with Client() as c:
+            assert c.get("/").status_code == 200
+    sampler.assert_one_writer_at_most()
