@@ -19,8 +19,12 @@ def chaos_report():
 
 @pytest.fixture
 def nemesis(lab):
-    """A nemesis whose every fault is healed afterwards, whatever the test's outcome."""
+    """A nemesis whose every fault is healed afterwards, whatever the test's outcome.
+
+    Scenarios heal and fail back themselves, inside the judged run; this is
+    the safety net for one that stopped half-way.
+    """
     n = Nemesis()
     yield n
     n.heal_all()
-    operations.failback()  # writes back on master1, the usual state, for the next scenario
+    operations.failback()

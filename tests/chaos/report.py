@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from labctl import settings  # noqa: E402
 
 REPORT_DIR = settings.ROOT / "reports" / "chaos"
+BUDGET_LABELS = {"failed_requests": "≤ {} failed", "failure_span_s": "span ≤ {} s", "recovery_s": "recovery ≤ {} s"}
 
 
 def scenario_entry(name, description, verdict, fault_start, fault_end, plot, history):
@@ -25,6 +26,8 @@ def scenario_entry(name, description, verdict, fault_start, fault_end, plot, his
         "failed_check": failed[0] if failed else None,
         "first_error": verdict.checks[failed[0]]["first_error"] if failed else None,
         "failed_requests": c["failed_requests"],
+        "failure_span_s": c["failure_span_s"],
+        "budget": verdict.checks["within_availability_budget"]["budget"],
         "indeterminate_requests": c["indeterminate"],
         "operations": c["operations"],
         "recovery_s": None if math.isinf(c["recovery_s"]) else c["recovery_s"],
@@ -96,14 +99,20 @@ def write(entries):
              f"{summary['passed']}/{summary['scenarios']} scenarios passed; "
              f"{summary['acknowledged_writes']} acknowledged writes, {summary['lost_writes']} lost, "
              f"{summary['duplicate_writes']} duplicated. Generated {summary['generated_at']}.", "",
-             "| scenario | passed | failed requests | recovery (s) | acked writes | lost | duplicated | first error |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| scenario | passed | budget | failed requests | failure span (s) | recovery (s) "
+             "| acked writes | lost | duplicated | first error |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         err = (f"{e['failed_check']}: {e['first_error']}" if not e["passed"] else "").replace("|", "\\|")
-        lines.append(f"| [{e['name']}]({e['plot']}) | {'yes' if e['passed'] else '**NO**'} | "
-                     f"{e['failed_requests']} | {e['recovery_s']} | {e['acknowledged_writes']} | "
-                     f"{e['lost_writes']} | {e['duplicate_writes']} | {err} |")
-    lines += ["", "Each scenario's timeline (latency per request, coloured by web node; red crosses "
+        budget = ", ".join(BUDGET_LABELS[k].format(v) for k, v in (e["budget"] or {}).items()) or "-"
+        lines.append(f"| [{e['name']}]({e['plot']}) | {'yes' if e['passed'] else '**NO**'} | {budget} | "
+                     f"{e['failed_requests']} | {e['failure_span_s']} | {e['recovery_s']} | "
+                     f"{e['acknowledged_writes']} | {e['lost_writes']} | {e['duplicate_writes']} | {err} |")
+    lines += ["", "Budgets and figures cover the fault and its recovery (up to the end of the heal); "
+              "the planned failback to master1 that follows is judged by the safety checks. Failed "
+              "requests are those not served (no answer, a 5xx, a 429, an unknown outcome); the failure "
+              "span runs from the first failed request after the fault to the end of the last.",
+              "", "Each scenario's timeline (latency per request, coloured by web node; red crosses "
               "failed, orange triangles unknown outcome; the fault window shaded) is the PNG of "
               "the same name in this folder.", ""]
     (REPORT_DIR / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -87,7 +87,9 @@ class User:
             # reset or a close after sending: unknown.
             sent = "NewConnectionError" not in repr(exc) and "ConnectTimeout" not in repr(exc)
             op.outcome, op.error = ("indeterminate" if sent else "fail"), type(exc).__name__
-        except requests.Timeout as exc:
+        except requests.RequestException as exc:
+            # A timeout, or an answer cut off half-way (ChunkedEncodingError
+            # when an LB drops a dead node's sessions): it may have applied.
             op.outcome, op.error = "indeterminate", type(exc).__name__
         op.end = self.clock()
         self.history.append(op)
@@ -127,7 +129,9 @@ class User:
                 self._cart_op("add", "POST", "/cart/items", args, json=args)
         elif kind == "remove" and self.cart:
             pid = self.rng.choice(sorted(self.cart))
-            self._cart_op("remove", "DELETE", f"/cart/items/{pid}", {"product_id": pid})
+            # No body to make it JSON: the header tells the app no cross-site form sent it.
+            self._cart_op("remove", "DELETE", f"/cart/items/{pid}", {"product_id": pid},
+                          headers={"X-Requested-With": "scalelab-workload"})
         elif kind == "checkout":
             self.checkout()
 
@@ -166,6 +170,7 @@ class Workload:
         self.users = [User(f"{prefix}-{i}", self.history, self.clock) for i in range(users)]
         self._stop = threading.Event()
         self._threads = []
+        self.crashed = []
 
     def clock(self):
         """Seconds since the workload was created."""
@@ -186,15 +191,20 @@ class Workload:
             self._threads.append(t)
 
     def _run(self, user):
-        while not self._stop.is_set():
-            user.step()
-            time.sleep(user.rng.uniform(*THINK_S))
+        try:
+            while not self._stop.is_set():
+                user.step()
+                time.sleep(user.rng.uniform(*THINK_S))
+        except Exception as exc:  # noqa: BLE001 - reported by stop(): a shopper must not vanish silently
+            self.crashed.append(f"{user.name}: {type(exc).__name__}: {exc}")
 
     def stop(self):
         """Stop every loop and wait for operations in flight (bounded by the request timeout)."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout=REQUEST_TIMEOUT_S * 4 + 5)
+        if self.crashed:
+            raise AssertionError(f"shoppers stopped on an error the workload does not handle: {self.crashed}")
 
     def final_carts(self):
         """Read every user's cart once the lab is healed; return {user: op}."""

@@ -1,0 +1,68 @@
+"""Reading the DB nodes for the checker: one snapshot, taken once the lab has healed.
+
+The checker (chaos.checker) never touches a database; read_db() is the
+only place the chaos suite reads one, and its result is the `snapshot`
+whose format the checker's docstring describes.
+"""
+import time
+
+from labctl import dbnodes, progress
+from chaos.checker import CHECKSUM_TABLES, DB_NODES
+
+
+def _positions(node):
+    """Return NODE's binlog GTID position as {domain: seq}."""
+    pos = dbnodes.value(node, "SELECT @@gtid_binlog_pos") or ""
+    return {int(d): int(seq) for d, _, seq in (g.split("-") for g in pos.split(",") if g)}
+
+
+def _wait_for_convergence(timeout_s):
+    """Wait (bounded) until every node executed what both masters had logged; return (target, positions, reached)."""
+    # Every node must have executed everything both masters had logged at
+    # this moment (their own GTID domains 1 and 2).
+    target = {1: _positions("master1").get(1, 0), 2: _positions("master2").get(2, 0)}
+    positions, reached = {}, {}
+
+    def converged():
+        for node in DB_NODES:
+            positions[node] = _positions(node)
+            reached[node] = all(positions[node].get(d, 0) >= s for d, s in target.items())
+        return all(reached.values()), dict(reached)
+
+    try:
+        progress.wait_until(converged, timeout_s, interval_s=0.2)
+    except progress.Timeout:
+        pass  # reported by the checker (nodes_converged) through `reached`
+    return target, positions, reached
+
+
+def _orders(node, names):
+    """Return {order id: {"user_id", "username", "key", "items"}} of the users NAMES on NODE."""
+    rows = dbnodes.query(node, f"""
+        SELECT o.id, o.user_id, u.username, o.idempotency_key AS k,
+               GROUP_CONCAT(i.product_id, ':', i.qty ORDER BY i.product_id) AS items
+        FROM lab.orders o JOIN lab.users u ON u.id = o.user_id
+        LEFT JOIN lab.order_items i ON i.order_id = o.id
+        WHERE u.username IN ({names}) GROUP BY o.id""")
+    return {int(r["id"]): {
+        "user_id": int(r["user_id"]), "username": r["username"], "key": r["k"],
+        "items": {int(p): int(q) for p, q in (x.split(":") for x in (r["items"] or "").split(",") if x)},
+    } for r in rows}
+
+
+def _checksums(node):
+    """Return {table: checksum} of every table in CHECKSUM_TABLES on NODE."""
+    rows = dbnodes.query(node, "CHECKSUM TABLE " + ", ".join(f"lab.{t}" for t in CHECKSUM_TABLES) + " EXTENDED")
+    return {r["Table"].split(".")[-1]: r["Checksum"] for r in rows}
+
+
+def read_db(usernames, timeout_s=60):
+    """Snapshot what the DB nodes hold for USERNAMES, after waiting (bounded) for convergence."""
+    target, positions, reached = _wait_for_convergence(timeout_s)
+    names = ",".join(f"'{n}'" for n in usernames)
+    user_ids = {r["username"]: int(r["id"]) for r in
+                dbnodes.query("master1", f"SELECT id, username FROM lab.users WHERE username IN ({names})")}
+    return {"user_ids": user_ids,
+            "orders": {node: _orders(node, names) for node in DB_NODES},
+            "checksums": {node: _checksums(node) for node in DB_NODES},
+            "target": target, "positions": positions, "reached": reached, "read_at": time.time()}

@@ -1,0 +1,143 @@
+"""The checker's unit tests catch each of a list of small bugs planted in the checker.
+
+A hand-rolled mutation check: for each mutation (one exact piece of
+tests/chaos/checker.py and what replaces it) the mutated module runs under
+tests/unit/test_chaos_checker.py in a subprocess, where a tiny plugin puts
+it in sys.modules as chaos.checker before the tests are collected; at
+least one test must fail. The unmutated checker must pass the same run, or
+a broken test file would "kill" every mutant. The subprocesses run in
+parallel, a few seconds in all.
+"""
+import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKER = ROOT / "tests" / "chaos" / "checker.py"
+TESTS = "tests/unit/test_chaos_checker.py"
+TIMEOUT_S = 120
+
+# Loaded by `-p mutant_swap` in the subprocess; runs once the ini's
+# pythonpath is in place (pytest_configure), before any test module imports.
+PLUGIN = textwrap.dedent('''
+    import importlib.util, os, sys
+
+    def pytest_configure(config):
+        import chaos
+        spec = importlib.util.spec_from_file_location("chaos.checker", os.environ["CHECKER_UNDER_TEST"])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["chaos.checker"] = module
+        spec.loader.exec_module(module)
+        chaos.checker = module
+''')
+
+# (name, exact source text, replacement). Each bug is one the checker exists to catch.
+MUTATIONS = [
+    ("ignore-reached",
+     'if not snap["reached"].get(node, False):', "if False:"),
+    ("ignore-orders-with-unknown-keys",
+     "        if key not in run.checkouts_by_key:\n", "        if False:\n"),
+    ("ignore-an-unreadable-final-cart",
+     'if final is None or final.outcome != "ok":', "if False:"),
+    ("ignore-a-wrong-user-id",
+     'elif row["user_id"] != user_ids.get(row["username"]):', "elif False:"),
+    ("indeterminate-checkout-never-empties-the-cart",
+     "    cart, orders = changed or (state.cart, state.orders)\n",
+     "    cart, orders = changed or (state.cart, state.orders)\n"
+     '    cart = state.cart if p.kind == "checkout" else cart\n'),
+    ("indeterminate-remove-ignored",
+     "if op.kind not in WRITES or not (", 'if op.kind not in ("add", "checkout") or not ('),
+    ("failed-op-may-have-applied",
+     'not (op.outcome == "indeterminate" or lenient)', 'not (op.outcome != "ok" or lenient)'),
+    ("sessions-not-compared-across-nodes",
+     '"order_items", "sessions")', '"order_items")'),
+    ("two-writable-masters-allowed",
+     'if len(set(s["writable"])) > 1]', 'if len(set(s["writable"])) > 2]'),
+    ("budget-comparison-inverted",
+     "measured[name] > limit", "measured[name] < limit"),
+    ("never-back-counts-as-recovered",
+     "if back is not None else math.inf", "if back is not None else 0.0"),
+    ("indeterminate-writes-apply-only-while-they-run",
+     'window = in_flight_s if op.outcome == "indeterminate" else 0.0', "window = 0.0"),
+    ("acknowledged-orders-looked-for-on-master1-only",
+     'row = run.snapshot["orders"].get(node, {}).get(oid)',
+     'row = run.snapshot["orders"].get("master1", {}).get(oid)'),
+    ("acknowledged-carts-not-compared",
+     "fits = {s for s in after if seen is None or s.cart == seen}", "fits = after"),
+    ("orders-seen-on-a-writer-not-required-later",
+     'for oid, (node, t) in first_seen.items() if t < s["t"]}',
+     "for oid, (node, t) in first_seen.items() if False}"),
+    ("a-key-may-place-two-orders",
+     "if len(ids) > 1 and key in run.checkouts_by_key:", "if len(ids) > 2 and key in run.checkouts_by_key:"),
+    ("pending-writes-never-apply-before-an-acknowledged-op",
+     "closed = _close(self.states, self.max_states, self.placed, need)", "closed = set(self.states)"),
+    ("order-contents-not-compared",
+     'elif _freeze(row["items"]) not in allowed:', "elif False:"),
+    ("orders-of-failed-checkouts-ignored",
+     'if ops and all(op.outcome == "fail" for op in ops):', "if False:"),
+    ("a-checkout-without-an-order-may-have-emptied-the-cart",
+     'return op.kind != "checkout" or op.args["key"] in placed', "return True"),
+    ("checkout-keeps-the-cart",
+     "return (), _with_order(orders, w.key, cart)", "return cart, _with_order(orders, w.key, cart)"),
+    ("the-db-orders-are-no-observation",
+     "model = Model(placed if constrained else None, max_states)", "model = Model(None, max_states)"),
+    ("logouts-ignored",
+     "out = next((op for op in after if op.status == 401), None)", "out = None"),
+]
+
+
+def mutate(source, old, new):
+    """Return SOURCE with the one occurrence of OLD replaced by NEW."""
+    assert source.count(old) == 1, f"{old!r} occurs {source.count(old)} times in checker.py"
+    return source.replace(old, new)
+
+
+def run_tests(source, workdir):
+    """Run the checker's unit tests against SOURCE as chaos.checker; return (exit code, output)."""
+    workdir.mkdir(parents=True)
+    (workdir / "mutant_swap.py").write_text(PLUGIN, encoding="utf-8")
+    (workdir / "checker.py").write_text(source, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(workdir), "CHECKER_UNDER_TEST": str(workdir / "checker.py"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    # -x: one failing test is enough. --noconftest: the checker's tests need no fixtures, and
+    # skipping the tiers' conftests (Docker, testcontainers) keeps each run short.
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "--noconftest", "-p", "no:cacheprovider",
+               "-p", "mutant_swap", TESTS]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+                          check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Run the tests against the checker and every mutant, in parallel; return {name: (code, output)}."""
+    source = CHECKER.read_text(encoding="utf-8")
+    sources = {"unmutated": source}
+    sources.update({name: mutate(source, old, new) for name, old, new in MUTATIONS})
+    base = tmp_path_factory.mktemp("mutants")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = {name: pool.submit(run_tests, src, base / name) for name, src in sources.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("old, new", [pytest.param(old, new, id=name) for name, old, new in MUTATIONS])
+def test_each_mutation_applies_to_exactly_one_place(old, new):
+    mutate(CHECKER.read_text(encoding="utf-8"), old, new)
+
+
+def test_the_unmutated_checker_passes_the_same_run(outcomes):
+    code, output = outcomes["unmutated"]
+    assert code == 0, output[-3000:]
+
+
+@pytest.mark.parametrize("name", [name for name, _, _ in MUTATIONS])
+def test_the_mutant_is_killed(outcomes, name):
+    code, output = outcomes[name]
+    # 1: tests ran and some failed. Anything else (2: a collection error,
+    # 0: all passed) means the mutant broke the run or survived.
+    assert code == 1, f"mutant {name} survived or broke the run (exit {code}):\n{output[-3000:]}"
