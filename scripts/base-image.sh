@@ -3,10 +3,12 @@
 #
 # Usage: scripts/base-image.sh [IMAGE]     (default: $BASE_IMAGE or debian:bookworm-slim)
 #
-# Order of preference:
+# Order of preference (what is already here first, the network only for
+# what is missing):
 #   1. the image is already present locally;
-#   2. `docker pull` works (the ordinary path for a user with internet);
-#   3. no registry is reachable: build an equivalent image with debootstrap
+#   2. the equivalent image built here earlier ($LOCAL_BASE_IMAGE) is present;
+#   3. `docker pull` works (the ordinary path for a user with internet);
+#   4. no registry is reachable: build the equivalent image with debootstrap
 #      from Debian's mirror and `docker import` it as $LOCAL_BASE_IMAGE.
 # Progress goes to stderr so that callers can capture the image name.
 set -euo pipefail
@@ -22,14 +24,14 @@ if docker image inspect "$image" >/dev/null 2>&1; then
     say "✔ base image $image is present"
     echo "$image"; exit 0
 fi
+if docker image inspect "$local_image" >/dev/null 2>&1; then
+    say "✔ using $local_image, built here earlier from Debian's mirror"
+    echo "$local_image"; exit 0
+fi
 say "… pulling base image $image"
 if timeout 300 docker pull -q "$image" >/dev/null 2>&1; then
     say "✔ pulled $image"
     echo "$image"; exit 0
-fi
-if docker image inspect "$local_image" >/dev/null 2>&1; then
-    say "✔ registry unreachable; using locally built $local_image"
-    echo "$local_image"; exit 0
 fi
 
 say "… registry unreachable: building $local_image with debootstrap (about a minute)"

@@ -5,7 +5,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, cart, catalogue, config, db, metrics, orders, sessions, views
+from . import auth, cart, catalogue, config, csrf, db, metrics, orders, sessions, views
 
 
 def create_app(test_config=None):
@@ -19,6 +19,7 @@ def create_app(test_config=None):
     metrics.init_app(app)
     db.init_app(app)
     sessions.init_app(app)
+    csrf.init_app(app)
     for module in (views, auth, catalogue, cart, orders):
         app.register_blueprint(module.bp)
     _init_errors(app)

@@ -10,7 +10,7 @@ from . import db, inputs, sessions
 
 bp = Blueprint("auth", __name__)
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")  # fullmatch: "$" would let "admin\n" through
 PASSWORD_LEN = (8, 128)
 # Checked when the user does not exist, so that a wrong username costs as
 # much time as a wrong password and does not reveal which names exist.
@@ -28,7 +28,7 @@ def _credentials():
 def register():
     """Create a user; 409 if the name is taken."""
     username, password = _credentials()
-    if not USERNAME.match(username):
+    if not USERNAME.fullmatch(username):
         abort(400, "username may use letters, digits, '.', '_' and '-' only")
     try:
         db.query("INSERT INTO users (username, password_hash) VALUES (%s, %s)",

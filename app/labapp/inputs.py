@@ -5,11 +5,7 @@ from flask import abort, request
 
 
 def json_object(required=(), optional=()):
-    """Return the request body as a JSON object with exactly the keys allowed, or abort 4xx.
-
-    Requiring Content-Type: application/json also stops cross-site HTML
-    forms from posting to the API (they cannot send that type).
-    """
+    """Return the request body as a JSON object with exactly the keys allowed, or abort 4xx."""
     if request.mimetype != "application/json":
         abort(415, "send a JSON object with Content-Type: application/json")
     raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413

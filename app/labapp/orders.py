@@ -7,12 +7,12 @@ from . import auth, cart, db, sessions
 
 bp = Blueprint("orders", __name__)
 
-_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let a trailing "\n" through
 
 
 def _idempotency_key():
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         abort(400, "Idempotency-Key must be 1 to 64 letters, digits, '_' or '-'")
     return key
 

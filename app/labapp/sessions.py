@@ -14,13 +14,13 @@ from flask import current_app, g, request
 
 from . import db
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # fullmatch: "$" would let a trailing "\n" through
 
 
 def _cookie_id():
     """Return the request's session id, or None when absent or malformed."""
     sid = request.cookies.get(current_app.config["SESSION_COOKIE"], "")
-    return sid if _ID.match(sid) else None
+    return sid if _ID.fullmatch(sid) else None
 
 
 def _new_id():
@@ -50,9 +50,14 @@ def user():
     return data().get("user")
 
 
+def current_id():
+    """Return the id of this request's stored session, or None before one is stored."""
+    return _loaded()[0]
+
+
 def short_id():
     """Return the start of the session id: enough to recognise it, too little to steal it."""
-    return (_loaded()[0] or "")[:8]
+    return (current_id() or "")[:8]
 
 
 def _keep(sid, values):

@@ -6,6 +6,7 @@ Every figure is a distribution or a ratio measured here and now:
   lb_cost        the same route through gateway + HAProxy vs straight to web1
   cache          product reads on a cache hit vs a forced miss, DB queries saved
   replica_reads  the read port (slave1) vs the write port (a master), same load
+  calm_under_load  32 cookie-less visitors for 20 s: 5xx, servers marked down, writer moves
   failover       blackouts: web VIP, dead web node, dead active master (5 runs each)
 Load comes from loadgen.py (open loop, no coordinated omission; see there).
 Results: reports/bench/bench.json, bench.md, *.png, and README's Results section.
@@ -19,7 +20,7 @@ import threading
 import time
 
 from . import (benchreport, blackout, containers, dbnodes, haproxy, lifecycle, loadgen, operations, progress,
-               secrets, settings, status)
+               secrets, settings, spike, status)
 
 OUT = settings.ROOT / "reports" / "bench"
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
@@ -184,6 +185,8 @@ def run(runs=5):
         results["lb_cost"] = lb_cost()
         results["cache"] = cache()
         results["replica_reads"] = replica_reads()
+        progress.step("calm under load: 32 cookie-less visitors on GET / for 20 s")
+        results["calm_under_load"] = spike.run(clients=32, seconds=20)
         results["failover"] = blackout.measure(["web_vip", "web_node", "active_master"], runs)
         timeline = failover_timeline()
     results["duration_s"] = round(time.monotonic() - started)

@@ -43,6 +43,11 @@ def table(r):
     lines.append(f"| SQL reads at 300/s: p50 read port (slave1) / write port (master) | "
                  f"{rr['p50_ratio_read_over_write']}× ({rr['read_port_3307']['p50_ms']} ms vs "
                  f"{rr['write_port_3306']['p50_ms']} ms) |")
+    if "calm_under_load" in r:
+        u = r["calm_under_load"]
+        lines.append(f"| load spike: {u['clients']} cookie-less visitors on GET / for {u['seconds']} s | "
+                     f"{u['answers']} answers ({u['rps']}/s), {u['errors_5xx']} 5xx, {u['down_marks']} servers "
+                     f"marked down, writer {'/'.join(u['writer_before'])} → {'/'.join(u['writer_after'])} |")
     for name, f in r["failover"].items():
         lines.append(f"| failover blackout, {name.replace('_', ' ')} ({f['runs']} runs) | "
                      f"median {f['median_s'] * 1000:.0f} ms, max {f['max_s'] * 1000:.0f} ms |")

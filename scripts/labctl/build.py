@@ -30,6 +30,11 @@ def wheelhouse():
     host without the index (or without pip) leaves wheels/ as it is; the
     image then installs from the wheels already there or from the index.
     """
+    requirements = settings.ROOT / "app" / "requirements.txt"
+    stamp = WHEELS / ".requirements"
+    if stamp.exists() and stamp.read_text(encoding="utf-8") == requirements.read_text(encoding="utf-8"):
+        progress.ok("the app's Python wheels are already in app/wheels/")
+        return
     arch = containers.client().info().get("Architecture", "x86_64")
     platform = {"x86_64": "manylinux2014_x86_64", "aarch64": "manylinux2014_aarch64"}.get(arch)
     if platform is None:
@@ -40,7 +45,10 @@ def wheelhouse():
            "--only-binary=:all:", "--python-version", "3.11", "--platform", platform,
            "-d", str(WHEELS), "-r", str(settings.ROOT / "app" / "requirements.txt")]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-    if result.returncode != 0:
+    if result.returncode == 0:
+        # What these wheels were downloaded for: the next make up skips the index.
+        stamp.write_text(requirements.read_text(encoding="utf-8"), encoding="utf-8")
+    else:
         progress.step("could not download wheels on the host; the image build will use "
                       f"{'the wheels already in app/wheels/' if any(WHEELS.glob('*.whl')) else 'the package index'}")
 
@@ -75,15 +83,3 @@ def all_images():
     wheelhouse()
     for name in settings.IMAGES:
         image(name, base)
-
-
-def sizes():
-    """Return {image tag: size in MB} for the lab's images."""
-    out = {}
-    for name in settings.IMAGES:
-        try:
-            out[settings.image(name)] = round(containers.client().images.get(settings.image(name)).attrs["Size"] / 1e6)
-        except docker.errors.ImageNotFound:
-            pass
-    return out
-

@@ -1,7 +1,7 @@
 """`make up`, `make down`, `make clean`: bring the lab up healthy, and take it down."""
 import time
 
-from . import build, compose, containers, decider, lag, progress, replication, secrets, settings, status, tls
+from . import build, compose, containers, decider, haproxy, lag, progress, replication, secrets, settings, status, tls
 
 
 def services():
@@ -92,6 +92,14 @@ def wait_writer(timeout_s=None):
     progress.ok(f"writes go to {status.writers()[0]}")
 
 
+def serve_every_web_node():
+    """Put every running web node back in the LBs' rotation (one drained by `make scale` is in MAINT)."""
+    nodes = [containers.node_of(c) for c in containers.find(role="web")]
+    for lb in containers.find(role="lb"):
+        for node in nodes:
+            haproxy.runtime(containers.node_of(lb), f"set server web/{node} state ready")
+
+
 def _failure(what, items, hint=None):
     lines = [f"❌ {what}:"]
     for name, state in sorted(items.items()):
@@ -110,6 +118,7 @@ def up():
     # Nodes added by `make scale` stay, and must be healthy too.
     wait_healthy(sorted(set(services()) | {containers.node_of(c) for c in containers.find()}))
     wait_vips()
+    serve_every_web_node()
     progress.step("setting up replication (idempotent)")
     replication.configure()
     wait_replication()

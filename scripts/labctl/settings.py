@@ -12,6 +12,8 @@ BASE_IMAGE = os.environ.get("BASE_IMAGE", "debian:bookworm-slim")
 HTTP_PORT = int(os.environ.get("LAB_HTTP_PORT", "8080"))
 HTTPS_PORT = int(os.environ.get("LAB_HTTPS_PORT", "8443"))
 ADMIN_PORT = int(os.environ.get("LAB_ADMIN_PORT", "8404"))
+# First two octets of the lab's subnets (compose reads the same variable).
+LAB_NET = os.environ.get("LAB_NET", "172.28")
 
 # Bounds for `make up`'s waits, in seconds.
 HEALTH_TIMEOUT_S = float(os.environ.get("LAB_HEALTH_TIMEOUT", "240"))

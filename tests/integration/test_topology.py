@@ -35,6 +35,14 @@ def test_session_counter_lives_in_mysql_and_survives_a_change_of_web_node(client
     assert len(served) > 1, f"every request went to {node}; round robin expected"
 
 
+def test_the_lb_gives_every_request_its_own_id_whatever_the_client_sends(client):
+    # The app counts a visit once per id (an LB retry keeps it): a client
+    # must not be able to choose it, or to reuse one to freeze the counter.
+    first = client.get("/", headers={"X-Request-ID": "chosen"}).json()["visits"]
+    second = client.get("/", headers={"X-Request-ID": "chosen"}).json()["visits"]
+    assert second == first + 1
+
+
 def test_sticky_cookie_keeps_a_user_on_one_web_node(client):
     nodes = {client.get("/").headers["X-Served-By"] for _ in range(10)}
     assert len(nodes) == 1
@@ -88,17 +96,23 @@ def test_a_web_node_reaches_the_db_vip(lab, port):
     assert can_connect("web1", vip, port)
 
 
-@pytest.mark.parametrize("target, port", [
-    pytest.param("master1", 3306, id="master1"),
-    pytest.param("master2", 3306, id="master2"),
-    pytest.param("slave1", 3306, id="slave1"),
-    pytest.param("web1", 8000, id="web1"),
-    pytest.param("memcached1", 11211, id="memcached1"),
-    pytest.param("dblb1", 3306, id="dblb1"),
-])
-def test_the_gateway_reaches_only_the_web_lbs(lab, target, port):
+# Who must not reach what: the gateway reaches only the web LBs; the
+# operators' console (admin) only the LBs' stats ports.
+UNREACHABLE = [
+    *[("gateway", target, port) for target, port in (
+        ("master1", 3306), ("master2", 3306), ("slave1", 3306), ("web1", 8000), ("memcached1", 11211),
+        ("dblb1", 3306))],
+    *[("admin", target, port) for target, port in (
+        ("master1", 3306), ("slave1", 3306), ("web1", 8000), ("memcached1", 11211), ("dblb1", 3306),
+        ("lb1", 80))],
+]
+
+
+@pytest.mark.parametrize("source, target, port",
+                         [pytest.param(*case, id=f"{case[0]}-{case[1]}-{case[2]}") for case in UNREACHABLE])
+def test_a_node_cannot_reach_what_its_tier_must_not(lab, source, target, port):
     for address in addresses(target):
-        assert not can_connect("gateway", address, port), f"gateway reached {target} at {address}"
+        assert not can_connect(source, address, port), f"{source} reached {target}:{port} at {address}"
 
 
 def test_the_gateway_reaches_the_web_vip(lab):

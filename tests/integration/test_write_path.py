@@ -5,17 +5,16 @@ read_only on both masters every half second (through the Docker API), and
 heals whatever it broke in a finaliser.
 """
 import contextlib
-import datetime
 import secrets
-import threading
 import time
 
 import pytest
 import requests
 
+from chaos.monitor import SafetySampler
 from chaos.nemesis import Nemesis
-from labctl import containers, dbnodes, decider, haproxy, lifecycle, operations, progress, replication, status
-from labtest import BASE_URL, Client
+from labctl import dbnodes, decider, haproxy, lifecycle, operations, progress, replication, spike, status
+from labtest import Client
 
 MASTERS = ("master1", "master2")
 DB_NODES = ("master1", "master2", "slave1")
@@ -25,27 +24,9 @@ LOAD_S = 20
 MAX_5XX_SHARE = 0.005
 
 
-class WriterSampler(progress.Background):
-    """Read @@read_only on both masters every INTERVAL_S; keep (t, [writable masters])."""
-
-    def __init__(self, interval_s=0.5):
-        super().__init__()
-        self.interval_s, self.samples = interval_s, []
-
-    def run(self):
-        while not self.stopping.wait(self.interval_s):
-            writable = []
-            for m in MASTERS:
-                with contextlib.suppress(dbnodes.DbError, LookupError):
-                    if dbnodes.value(m, "SELECT @@global.read_only") == "0":
-                        writable.append(m)
-            self.samples.append((time.monotonic(), writable))
-
-    def assert_one_writer_at_most(self):
-        """Fail with the first sample in which both masters were writable."""
-        assert self.samples, "the sampler took no sample"
-        both = [(round(t, 2), w) for t, w in self.samples if len(w) > 1]
-        assert not both, f"two writable masters at once: {both[:3]}"
+def writer_sampler(interval_s=0.5):
+    """Read read_only on both masters every INTERVAL_S (the chaos suite's sampler)."""
+    return SafetySampler([], time.monotonic, interval_s)
 
 
 @pytest.fixture
@@ -64,44 +45,13 @@ def nemesis(lab):
     operations.failback()
 
 
-def lb_down_marks(since):
-    """Return the lines of every LB's log since SINCE (a UTC datetime) that mark a server DOWN."""
-    lines = []
-    for c in containers.find(role="lb") + containers.find(role="dblb"):
-        log = c.logs(since=since).decode("utf-8", "replace")
-        lines += [f"{containers.node_of(c)}: {line}" for line in log.splitlines() if " is DOWN" in line]
-    return lines
-
-
-def visit_without_cookies(stop, statuses):
-    """One visitor after another, each new (no cookie): every visit writes a new session row."""
-    with requests.Session() as s:
-        while not stop.is_set():
-            s.cookies.clear()
-            try:
-                statuses.append(s.get(BASE_URL + "/", timeout=10).status_code)
-            except requests.RequestException:
-                statuses.append(0)
-
-
 def test_32_concurrent_visitors_cause_no_5xx_no_down_server_and_no_failover(no_rate_limit):
-    writer_before = status.writers()
-    started = datetime.datetime.now(datetime.timezone.utc)
-    statuses, stop = [], threading.Event()
-    visitors = [threading.Thread(target=visit_without_cookies, args=(stop, statuses)) for _ in range(LOAD_CLIENTS)]
-    with WriterSampler(1.0) as sampler:
-        for t in visitors:
-            t.start()
-        time.sleep(LOAD_S)
-        stop.set()
-        for t in visitors:
-            t.join(timeout=15)
-    errors = [s for s in statuses if s >= 500 or s == 0]
-    assert len(statuses) > LOAD_S * 20, f"only {len(statuses)} answers in {LOAD_S} s"
-    assert len(errors) <= MAX_5XX_SHARE * len(statuses), \
-        f"{len(errors)} of {len(statuses)} answers failed: {sorted(set(errors))}"
-    assert not lb_down_marks(started), lb_down_marks(started)[:5]
-    assert status.writers() == writer_before, "the writer changed under load with no fault"
+    with writer_sampler(1.0) as sampler:
+        r = spike.run(clients=LOAD_CLIENTS, seconds=LOAD_S)
+    assert r["answers"] > LOAD_S * 20, f"only {r['answers']} answers in {LOAD_S} s"
+    assert r["errors_5xx"] <= MAX_5XX_SHARE * r["answers"], r
+    assert not r["down_marks"], r["first_down_marks"]
+    assert r["writer_after"] == r["writer_before"], "the writer changed under load with no fault"
     sampler.assert_one_writer_at_most()
 
 
@@ -183,7 +133,7 @@ def test_a_writer_cut_off_from_its_standby_then_killed_hides_no_acknowledged_ord
     writer = status.writers()[0]
     standby = next(m for m in MASTERS if m != writer)
     shoppers = [Shopper() for _ in range(3)]
-    with WriterSampler() as sampler, contextlib.ExitStack() as stack:
+    with writer_sampler() as sampler, contextlib.ExitStack() as stack:
         for s in shoppers:
             stack.enter_context(s)
         time.sleep(2)
@@ -228,7 +178,7 @@ def test_failback_during_a_master_partition_is_refused_and_writes_stay(nemesis):
 
 def test_a_killed_writer_is_replaced_and_the_lab_heals(nemesis):
     writer = status.writers()[0]
-    with WriterSampler() as sampler:
+    with writer_sampler() as sampler:
         nemesis.kill(writer)
         lifecycle.wait_writer(30)
         assert status.writers() == [next(m for m in MASTERS if m != writer)]

@@ -10,6 +10,7 @@ import json
 import pytest
 
 JSON = {"Content-Type": "application/json"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what a cross-site form sends
 GOOD_PASSWORD = "a good password"
 FORGED_SESSION = "A" * 43  # well-formed, but no such session
 
@@ -39,8 +40,10 @@ CASES = [
          b'{"username": "eve\xff\xfe", "password": "a good password"}'),
     case("register-lone-surrogate", "anon", "POST", "/register", 400,
          b'{"username": "eve\\ud800", "password": "a good password"}'),
-    case("register-form-encoded", "anon", "POST", "/register", 415,
-         b"username=eve&password=a+good+password", {"Content-Type": "application/x-www-form-urlencoded"}),
+    case("register-form-encoded", "anon", "POST", "/register", 403,
+         b"username=eve&password=a+good+password", FORM),
+    case("register-form-encoded-not-cross-site", "anon", "POST", "/register", 415,
+         b"username=eve&password=a+good+password", {**FORM, "X-Requested-With": "XMLHttpRequest"}),
     case("register-body-too-large", "anon", "POST", "/register", 413,
          register("eve", "x" * 100_000)),
     # Wrong types and values.
@@ -55,6 +58,7 @@ CASES = [
     case("register-password-too-long", "anon", "POST", "/register", 400, register("eve", "p" * 129)),
     case("register-sql-metacharacters", "anon", "POST", "/register", 400,
          register("x'); DROP TABLE users;--")),
+    case("register-username-trailing-newline", "anon", "POST", "/register", 400, register("admin\n")),
     case("register-admin-taken", "anon", "POST", "/register", 409, register("admin")),
     case("login-sql-injection", "anon", "POST", "/login", 401,
          body({"username": "' OR '1'='1", "password": "' OR '1'='1' -- "})),
@@ -83,10 +87,13 @@ CASES = [
     case("cart-product-zero", "user", "POST", "/cart/items", 400, body({"product_id": 0, "qty": 1})),
     case("cart-product-sql", "user", "POST", "/cart/items", 400, body({"product_id": "1 OR 1=1", "qty": 1})),
     case("cart-missing-qty", "user", "POST", "/cart/items", 400, body({"product_id": 2})),
-    case("cart-delete-not-in-cart", "user", "DELETE", "/cart/items/2", 404, headers={}),
+    case("cart-delete-not-in-cart", "user", "DELETE", "/cart/items/2", 404),
     case("cart-delete-garbage-id", "user", "DELETE", "/cart/items/abc", 404, headers={}),
     # Checkout.
     case("order-anonymous", "anon", "POST", "/orders", 401),
+    case("order-form-encoded", "user", "POST", "/orders", 403, b"", FORM),
+    case("order-text-plain", "user", "POST", "/orders", 403, b"{}", {"Content-Type": "text/plain"}),
+    case("order-wrong-csrf-token", "user", "POST", "/orders", 403, b"csrf_token=guess", FORM),
     case("order-bad-idempotency-key", "user", "POST", "/orders", 400,
          headers={"Idempotency-Key": "../../etc/passwd"}),
     case("order-long-idempotency-key", "user", "POST", "/orders", 400, headers={"Idempotency-Key": "k" * 65}),
@@ -99,7 +106,15 @@ CASES = [
     case("put-product-price-string", "admin", "PUT", "/products/1", 400, body({"price_cents": "10"})),
     case("put-product-empty-name", "admin", "PUT", "/products/1", 400, body({"name": ""})),
     case("put-product-name-too-long", "admin", "PUT", "/products/1", 400, body({"name": "n" * 101})),
+    case("put-product-form-encoded", "admin", "PUT", "/products/1", 403, b"name=Hacked", FORM),
     case("put-product-unknown-field", "admin", "PUT", "/products/1", 400, body({"version": 99})),
+    # The CPU-heavy page: ASCII digits, up to its cap.
+    case("burn-superscript-digit", "anon", "GET", "/burn?rounds=%C2%B2", 400, headers={}),
+    case("burn-fullwidth-digit", "anon", "GET", "/burn?rounds=%EF%BC%91", 400, headers={}),
+    # 4000 digits: as long as gunicorn lets a request line be (longer gets its 414,
+    # no JSON); 5000 digits, which once broke int(), are in test_hardening.py.
+    case("burn-thousands-of-digits", "anon", "GET", "/burn?rounds=" + "9" * 4000, 400, headers={}),
+    case("burn-over-the-cap", "anon", "GET", "/burn?rounds=500000", 400, headers={}),
     # Forged cookies: a fresh anonymous session, never an error.
     case("forged-session-cookie", "anon", "GET", "/cart", 401,
          headers={"Cookie": f"lab_session={FORGED_SESSION}"}),

@@ -101,3 +101,11 @@ def clean(stack, pristine_products):
 def auth(app):
     """Make logged-in clients: auth.user('bob'), auth.admin()."""
     return Auth(app)
+
+
+@pytest.fixture
+def shopper(auth):
+    """Alice, logged in, with 2 of product 1 in her cart."""
+    c = auth.user("alice")
+    assert c.post("/cart/items", json={"product_id": 1, "qty": 2}).status_code == 200
+    return c

@@ -74,7 +74,7 @@ def test_admin_logs_in_with_the_generated_secret(auth):
 def test_logout_deletes_the_session_row(auth, db):
     c = auth.user("alice")
     sid = session_id(c)
-    r = c.post("/logout")
+    r = c.post("/logout", content_type="application/json")
     assert r.status_code == 200
     assert db.value("SELECT COUNT(*) FROM sessions WHERE id = %s", (sid,)) == 0
     assert c.get("/cart").status_code == 401
@@ -83,7 +83,7 @@ def test_logout_deletes_the_session_row(auth, db):
 def test_a_stolen_cookie_is_useless_after_logout(auth, app):
     c = auth.user("alice")
     sid = session_id(c)
-    c.post("/logout")
+    c.post("/logout", content_type="application/json")
     thief = app.test_client()
     thief.set_cookie("lab_session", sid)
     assert thief.get("/cart").status_code == 401

@@ -18,7 +18,8 @@ def senders(app_config, clean):
     auth = Auth(create_app(app_config))
     user = auth.user("carol")
     assert user.post("/cart/items", json={"product_id": 1, "qty": 90}).status_code == 200
-    return {"anon": auth.app.test_client(), "user": user, "admin": auth.admin()}
+    # No cookie jar for "anon": a client with one replaces the Cookie header the forged-cookie cases send.
+    return {"anon": auth.app.test_client(use_cookies=False), "user": user, "admin": auth.admin()}
 
 
 @pytest.mark.parametrize("who,method,path,data,headers,status", CASES)

@@ -12,6 +12,11 @@ def add(client, product_id, qty):
     return client.post("/cart/items", json={"product_id": product_id, "qty": qty})
 
 
+def place_order(client):
+    """Check out CLIENT's cart without a key, as a JSON client (no body) does; return the response."""
+    return client.post("/orders", content_type="application/json")
+
+
 @pytest.mark.parametrize("method,path", [
     pytest.param("GET", "/cart", id="get-cart"),
     pytest.param("POST", "/cart/items", id="add-item"),
@@ -34,7 +39,7 @@ def test_the_cart_adds_up_and_removes(auth):
     cart = r.get_json()
     assert [(i["product_id"], i["qty"]) for i in cart["items"]] == [(1, 3), (3, 1)]
     assert cart["total_cents"] == 3 * 4999 + 1999
-    r = c.delete("/cart/items/1")
+    r = c.delete("/cart/items/1", content_type="application/json")
     assert r.status_code == 200
     assert [(i["product_id"], i["qty"]) for i in r.get_json()["items"]] == [(3, 1)]
 
@@ -52,7 +57,7 @@ def test_checkout_writes_a_self_contained_order_and_empties_the_cart(auth, db):
     c = auth.user("alice")
     add(c, 1, 2)
     add(c, 5, 3)
-    r = c.post("/orders")
+    r = place_order(c)
     assert r.status_code == 201
     order_id = r.get_json()["order_id"]
     assert c.get("/cart").get_json()["items"] == []
@@ -68,7 +73,7 @@ def test_checkout_writes_a_self_contained_order_and_empties_the_cart(auth, db):
 def test_the_order_keeps_the_price_paid_after_a_price_change(auth):
     c, admin = auth.user("alice"), auth.admin()
     add(c, 2, 1)
-    order_id = c.post("/orders").get_json()["order_id"]
+    order_id = place_order(c).get_json()["order_id"]
     assert admin.put("/products/2", json={"price_cents": 1}).status_code == 200
     assert c.get(f"/orders/{order_id}").get_json()["items"][0]["unit_price_cents"] == 2999
 
@@ -76,7 +81,7 @@ def test_the_order_keeps_the_price_paid_after_a_price_change(auth):
 def test_an_order_is_visible_to_its_owner_only(auth):
     alice, bob = auth.user("alice"), auth.user("bob")
     add(alice, 1, 1)
-    order_id = alice.post("/orders").get_json()["order_id"]
+    order_id = place_order(alice).get_json()["order_id"]
     assert alice.get(f"/orders/{order_id}").status_code == 200
     r = bob.get(f"/orders/{order_id}")
     assert r.status_code == 404 and r.get_json() == {"error": "no such order"}
@@ -84,7 +89,7 @@ def test_an_order_is_visible_to_its_owner_only(auth):
 
 def test_checkout_of_an_empty_cart_is_refused(auth, db):
     c = auth.user("alice")
-    r = c.post("/orders")
+    r = place_order(c)
     assert r.status_code == 400 and "empty" in r.get_json()["error"]
     assert db.value("SELECT COUNT(*) FROM orders") == 0
 
@@ -106,10 +111,10 @@ def test_a_failed_checkout_writes_nothing(auth, db, stack):
     before = db.snapshot()
     # The master is frozen: the checkout cannot commit, and leaves nothing half-done.
     with stack["primary"].paused():
-        r = c.post("/orders")
+        r = place_order(c)
     assert r.status_code == 503
     assert db.snapshot() == before
-    assert c.post("/orders").status_code == 201
+    assert place_order(c).status_code == 201
 
 
 def same_user_clients(app, auth, count):

@@ -19,6 +19,14 @@ def test_home_counts_visits_as_json_for_programs(client):
     assert client.get("/").get_json()["visits"] == 2
 
 
+def test_a_visit_retried_by_the_lb_is_counted_once(client):
+    # HAProxy retries a GET that timed out on another node, with the same X-Request-ID.
+    assert client.get("/", headers={"X-Request-ID": "lb1-ab12"}).get_json()["visits"] == 1
+    assert client.get("/", headers={"X-Request-ID": "lb1-ab12"}).get_json()["visits"] == 1
+    assert client.get("/", headers={"X-Request-ID": "lb1-ab13"}).get_json()["visits"] == 2
+    assert client.get("/").get_json()["visits"] == 3, "a request without an id counts as a new visit"
+
+
 def test_readyz_reports_every_path(client):
     r = client.get("/readyz")
     assert r.status_code == 200
