@@ -4,12 +4,14 @@ Seconds_Behind_Master misleads: it counts whole seconds, it compares the
 SQL thread with the relay log only (so it reads 0 while the IO thread
 itself is behind), and it is NULL whenever a thread stops. Instead, each
 master's db-heartbeat (mysql/bin/db-heartbeat) stamps its row of
-lab.heartbeat with UTC_TIMESTAMP(6) every 100 ms, and the stamps replicate
-like any write. On replica R, the lag behind source S is R's UTC now minus
-the newest stamp of S that R has applied: how old R's copy of S's data is,
-to within one beat. All containers read the same kernel clock, so there is
-no clock skew to correct for (across hosts it would need NTP, as with
-pt-heartbeat).
+lab.heartbeat with UTC_TIMESTAMP(6) every 100 ms, the stamps replicate
+like any write, and a trigger on every node records when the row was
+applied there (applied_at, mysql/schema/06-heartbeat.sql). On replica R,
+the lag behind source S is the newest applied beat's own delay
+(applied_at - ts), exact to the microsecond, or - when beats stop
+arriving - that beat's age less two beats (see link_lag_ms). All
+containers read the same kernel clock, so there is no clock skew to
+correct for (across hosts it would need NTP, as with pt-heartbeat).
 
 slave1 receives each master's writes over two paths: directly, and through
 the other master (log_slave_updates), and applies each GTID once
@@ -39,8 +41,27 @@ WRITER_STALE_MS = 1000
 # the stamp's age, all in one statement (so at one instant). The outer join
 # keeps the node's server_id and clock when it holds no stamp yet.
 HEARTBEAT_SQL = ("SELECT @@server_id AS self_id, UTC_TIMESTAMP(6) AS now_utc, h.server_id, "
-                 "TIMESTAMPDIFF(MICROSECOND, h.ts, UTC_TIMESTAMP(6)) AS age_us "
+                 "TIMESTAMPDIFF(MICROSECOND, h.ts, UTC_TIMESTAMP(6)) AS age_us, "
+                 "TIMESTAMPDIFF(MICROSECOND, h.ts, h.applied_at) AS apply_us "
                  "FROM (SELECT 1) AS one LEFT JOIN lab.heartbeat AS h ON TRUE")
+# Beats come every 100 ms (db-heartbeat). While they arrive, the newest one
+# is younger than that plus its own delay; once it is older than
+# STALL_GRACE_MS more than its delay, beats have stopped arriving: a stall.
+BEAT_MS = 100
+STALL_GRACE_MS = 2 * BEAT_MS
+
+
+def link_lag_ms(age_ms, apply_ms):
+    """Return a link's lag from its newest applied beat: AGE_MS old, applied APPLY_MS after its stamp.
+
+    While beats arrive this is the newest beat's own replication delay,
+    exact to the microsecond (applied_at and ts are two clocks of one host,
+    read by the database). When they stop, the delay of what is not applied
+    yet grows with the newest beat's age: the figure is then that age less
+    STALL_GRACE_MS, which under-reads the true delay by 100-200 ms (the next,
+    unapplied beat was stamped up to one beat after the newest).
+    """
+    return max(apply_ms if apply_ms is not None else 0.0, age_ms - STALL_GRACE_MS)
 
 
 @dataclass
@@ -73,6 +94,7 @@ class Heartbeats:
     self_id: str | None = None
     now_utc: str | None = None
     ages_ms: dict | None = None
+    applies_ms: dict | None = None      # {server_id: apply delay in ms of the newest beat}
     error: str = ""
 
 
@@ -83,8 +105,11 @@ def heartbeats(node):
     except dbnodes.DbError as exc:
         return Heartbeats(error=str(exc).splitlines()[0])
     ages = {r["server_id"]: int(r["age_us"]) / 1000 for r in rows if r["server_id"] is not None}
+    applies = {r["server_id"]: int(r["apply_us"]) / 1000 for r in rows
+               if r["server_id"] is not None and r["apply_us"] is not None}
     first = rows[0] if rows else {}
-    return Heartbeats(self_id=first.get("self_id"), now_utc=first.get("now_utc"), ages_ms=ages)
+    return Heartbeats(self_id=first.get("self_id"), now_utc=first.get("now_utc"), ages_ms=ages,
+                      applies_ms=applies)
 
 
 def nodes():
@@ -122,7 +147,7 @@ def _lag(link, beats):
     age = replica.ages_ms.get(server_id)
     if age is None:
         return None, f"no heartbeat from {link.source} has reached {link.replica} yet"
-    return max(0, round(age)), ""
+    return max(0, round(link_lag_ms(age, replica.applies_ms.get(server_id)))), ""
 
 
 def collect():

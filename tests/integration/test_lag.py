@@ -105,7 +105,7 @@ BEGIN NOT ATOMIC
     DO SLEEP(0.001);
   END WHILE;
   SELECT polls, TIMESTAMPDIFF(MICROSECOND, p.created_at, UTC_TIMESTAMP(6)) AS row_lag_us,
-         hb.age_us AS hb_lag_us
+         hb.age_us AS hb_age_us, hb.apply_us AS hb_apply_us
     FROM (SELECT 1) AS one
     LEFT JOIN lab.replication_probe AS p ON p.token = '{self.token}'
     LEFT JOIN ({lag.HEARTBEAT_SQL}) AS hb ON hb.server_id = {self.server_id};
@@ -135,8 +135,11 @@ END//"""
         assert self.result["row_lag_us"] is not None, \
             f"the probe row from {self.source} never reached {self.replica} in {self.timeout_s} s"
         assert int(self.result["polls"]) > 0, "the row was there before polling began: no measurement"
-        assert self.result["hb_lag_us"] is not None, f"no heartbeat from {self.source} on {self.replica}"
-        return int(self.result["row_lag_us"]) / 1000, int(self.result["hb_lag_us"]) / 1000
+        assert self.result["hb_age_us"] is not None, f"no heartbeat from {self.source} on {self.replica}"
+        apply_us = self.result["hb_apply_us"]
+        hb_ms = lag.link_lag_ms(int(self.result["hb_age_us"]) / 1000,
+                                int(apply_us) / 1000 if apply_us is not None else None)
+        return int(self.result["row_lag_us"]) / 1000, hb_ms
 
 
 def test_at_idle_every_link_lags_under_a_second(lab):
@@ -272,12 +275,12 @@ def test_lag_agrees_with_a_probe_row(request, lab, source, replica, with_writes)
         probe.start()
         probe.write()
         row_ms, hb_ms = probe.measure()
-        diffs.append(round(hb_ms - row_ms))
-    # The newest stamp is up to one beat (100 ms) older than a row written
-    # between beats, so the heartbeat may read a little higher: typically
-    # within 100 ms, a busy moment adds scheduling delay to one reading.
-    assert statistics.median(abs(d) for d in diffs) <= 150 and max(abs(d) for d in diffs) <= 400, \
-        f"heartbeat minus probe row lag, ms: {diffs}"
+        diffs.append(round(hb_ms - row_ms, 1))
+    # Both are one transaction's own delay from its source's stamp to being
+    # applied here (the heartbeat's from its trigger, the row's from the
+    # poll, 1 ms apart): the same thing, measured twice. One transaction may
+    # wait behind a slow fsync the other missed, so: the median within 10 ms.
+    assert statistics.median(abs(d) for d in diffs) <= 10, f"heartbeat minus probe row lag, ms: {diffs}"
     print(f"{source} -> {replica}: heartbeat minus probe row lag {diffs} ms")
 
 
