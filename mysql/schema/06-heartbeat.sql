@@ -11,6 +11,8 @@
 -- replication delay, to the microsecond, with no sampling phase in it.
 -- SYSDATE, not UTC_TIMESTAMP: in the SQL thread, NOW() and UTC_TIMESTAMP()
 -- are the source's time of the event, SYSDATE() is the replica's own clock.
+-- An explicit definer: this file runs as --init-file, with no user, and a
+-- trigger whose definer does not exist fails every write to its table.
 CREATE TABLE IF NOT EXISTS heartbeat (
     server_id   INT UNSIGNED NOT NULL PRIMARY KEY,
     ts          DATETIME(6)  NOT NULL,
@@ -18,7 +20,7 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 ) ENGINE=InnoDB;
 -- Data directories made before applied_at existed.
 ALTER TABLE heartbeat ADD COLUMN IF NOT EXISTS applied_at DATETIME(6) NULL;
-CREATE OR REPLACE TRIGGER heartbeat_applied_on_insert BEFORE INSERT ON heartbeat
+CREATE OR REPLACE DEFINER = 'root'@'localhost' TRIGGER heartbeat_applied_on_insert BEFORE INSERT ON heartbeat
     FOR EACH ROW SET NEW.applied_at = CONVERT_TZ(SYSDATE(6), 'SYSTEM', '+00:00');
-CREATE OR REPLACE TRIGGER heartbeat_applied_on_update BEFORE UPDATE ON heartbeat
+CREATE OR REPLACE DEFINER = 'root'@'localhost' TRIGGER heartbeat_applied_on_update BEFORE UPDATE ON heartbeat
     FOR EACH ROW SET NEW.applied_at = CONVERT_TZ(SYSDATE(6), 'SYSTEM', '+00:00');

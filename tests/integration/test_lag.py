@@ -142,7 +142,7 @@ END//"""
         return int(self.result["row_lag_us"]) / 1000, hb_ms
 
 
-def test_at_idle_every_link_lags_under_a_second(lab):
+def test_at_idle_every_link_lags_a_few_milliseconds(lab):
     code, rows = make_lag_json()
     assert set(rows) == LINKS
     for name, row in rows.items():
@@ -150,17 +150,18 @@ def test_at_idle_every_link_lags_under_a_second(lab):
         assert not row["broken"] and row["io_running"] == "Yes" and row["sql_running"] == "Yes", row
         assert row["lag_ms"] is not None and row["lag_ms"] >= 0, f"{name}: {row}"
     assert code == 0
-    # One reading is one beat's phase plus whatever the shared CPUs were
-    # doing: single idle readings reached 1067 ms on a slower machine (p99
-    # here 400-800 ms, p50 60-90 ms). The median of five is what a user
-    # reads as "the lag at idle".
+    # One reading is the newest beat's own delay (p50 3-4 ms, p99 40-75 ms
+    # here: the tail is the source's commit, fsync included), plus whatever
+    # the shared CPUs were doing: single readings of the old, phase-laden
+    # figure reached 1067 ms on a slower machine. The median of five is
+    # what a user reads as "the lag at idle".
     samples = {link: [] for link in LINKS}
     for _ in range(5):
         for l in lag.collect():
             samples[(l.source, l.replica)].append(l.lag_ms if l.lag_ms is not None else math.inf)
         time.sleep(0.2)
     medians = {f"{s} -> {r}": statistics.median(v) for (s, r), v in samples.items()}
-    assert all(m < 1000 for m in medians.values()), medians
+    assert all(m < 200 for m in medians.values()), medians
 
 
 def median_lag(link, n=3):
@@ -201,9 +202,11 @@ def test_a_stopped_sql_thread_shows_as_lag_where_seconds_behind_master_says_null
         assert row["lag_ms"] is not None and row["lag_ms"] >= 2500, row
         # What the server itself says about the same 3 s: nothing.
         assert row["seconds_behind_master"] is None, row
-        # Stamps come every 100 ms and workload rows every 50 ms, both read
-        # at one instant: they agree to within a beat plus scheduling jitter.
-        assert abs(row["lag_ms"] - by_row[source]) <= 300, \
+        # During a stall make lag reads the newest beat's age less two beats
+        # (STALL_GRACE_MS). Stamps come every 100 ms and workload rows every
+        # 50 ms, both read at one instant: the newest of each agree to within
+        # a beat plus scheduling jitter.
+        assert abs(row["lag_ms"] + lag.STALL_GRACE_MS - by_row[source]) <= 200, \
             f"{source} -> slave1: heartbeat {row['lag_ms']} ms, newest workload row {by_row[source]:.0f} ms"
     stalled = min(rows[(s, "slave1")]["lag_ms"] for s in ("master1", "master2"))
     for link in (("master1", "master2"), ("master2", "master1")):
