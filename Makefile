@@ -60,7 +60,7 @@ logs: venv ## follow logs (all nodes, or S=<node>)
 test: venv ## run the tests against the running lab (after make up)
 	@$(PY) -m pytest -m "$(M)" $(T)
 
-bench: venv ## measure throughput, latency, LB/cache/replica costs, failover blackouts (reports/bench/)
+bench: venv ## measure scaling out/up, the DB ceiling, cache/replica lift, LB cost, failovers, lag (reports/bench/)
 	@$(LAB) bench
 
 chaos: venv ## run the chaos scenarios (all, or S=<name>); report in reports/chaos/

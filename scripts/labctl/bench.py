@@ -1,34 +1,47 @@
 """`make bench`: the lectures' claims, measured side by side on this machine, in one run.
 
 Every figure is a distribution or a ratio measured here and now:
-  horizontal     throughput and latency with 1, 3 and 5 web nodes, on a
-                 DB-heavy route and on a CPU-heavy one
-  lb_cost        the same route through gateway + HAProxy vs straight to web1
-  cache          product reads on a cache hit vs a forced miss, DB queries saved
-  replica_reads  the read port (slave1) vs the write port (a master), same load
-  calm_under_load  32 cookie-less visitors for 20 s: 5xx, servers marked down, writer moves
-  failover       blackouts: web VIP, dead web node, dead active master (5 runs each)
+  horizontal       1, 2, 3, 4 web nodes (0.25 CPU each) on the CPU-bound route
+                   (/burn): saturation throughput, scaling efficiency, p99 at a
+                   fixed offered load, and where scaling stops, with its cause
+  vertical         one web node at 0.25, 0.5 and 1 CPU on the same route
+  db_bound         the DB-bound route (GET /: a session row written through the
+                   write path) on 1-4 nodes: where the writing master is the ceiling
+  read_mix         product reads with the cache and the replica, the replica only,
+                   and the master only: what each lifts
+  lb_cost          one web node straight vs through the gateway and HAProxy
+  cross_check      the lab's load generator against `hey` on the same route
+  calm_under_load  32 cookie-less visitors for 20 s: 5xx, servers marked down, failovers
+  lag              replication lag per link at idle (heartbeats), p50/p99
+  failover         blackouts over 5 kills each: web VIP, web node, db VIP, writing master;
+                   and VIP moves nobody asked for during all the load above
 Load comes from loadgen.py (open loop, no coordinated omission; see there).
-Results: reports/bench/bench.json, bench.md, *.png, and README's Results section.
+Results: reports/bench/bench.json, bench.md and *.png only; README's Results
+section is updated by hand from bench.md when a run is committed.
 """
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import platform
+import shutil
+import subprocess
 import threading
 import time
 
-from . import (benchreport, blackout, containers, dbnodes, haproxy, lifecycle, loadgen, operations, progress,
-               secrets, settings, spike, status)
+from . import (benchreport, blackout, containers, dbnodes, haproxy, lag, lifecycle, loadgen, operations,
+               progress, settings, spike, status)
 
 OUT = settings.ROOT / "reports" / "bench"
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
-# The routes: one that mostly waits on MariaDB (a session row upserted
-# through the write path, fsync and semi-sync included), one that mostly
-# burns CPU in the web node.
-ROUTES = {"db_heavy": "/", "cpu_heavy": "/burn"}
 DURATION_S = 8
+NODES = (1, 2, 3, 4)
+CPUS = (0.25, 0.5, 1.0)
+BURN = "/burn"          # CPU-bound: PBKDF2 in the web node, no database
+VISIT = "/"             # DB-bound: a session row upserted through the write path
+PRODUCTS = [f"/products/{i}" for i in range(1, 13)]
+CONNECTIONS = 32
 
 
 def _load(url, **kw):
@@ -72,89 +85,192 @@ def sidecar(networks, argv, env=None, timeout_s=120):
         c.remove(force=True)
 
 
+# ---- the web tier in rotation, and its size -----------------------------------
+
+def serve_only(nodes):
+    """Put NODES in both web LBs' rotation and every other running web node in maintenance."""
+    running = [containers.node_of(c) for c in containers.find(role="web")]
+    for lb in containers.find(role="lb"):
+        for node in running:
+            state = "ready" if node in nodes else "maint"
+            haproxy.runtime(containers.node_of(lb), f"set server web/{node} state {state}")
+    time.sleep(1)
+
+
+def _cpus(node):
+    return containers.get(node).attrs["HostConfig"]["NanoCpus"] / 1e9
+
+
+def resize(node, cpus):
+    """Give NODE CPUS of CPU (a CFS quota), at run time, as a bigger or smaller server."""
+    subprocess.run(["docker", "update", "--cpus", str(cpus), containers.get(node).id],
+                   check=True, capture_output=True)
+    containers.get(node).reload()
+
+
+def _efficiency(sat):
+    """Return {n: throughput per node relative to one node} from {n: throughput}."""
+    one = max(sat[NODES[0]], 1e-9)
+    return {n: round(sat[n] / (n * one), 2) for n in NODES}
+
+
+# ---- the measurements --------------------------------------------------------
+
 def horizontal():
-    """Throughput (closed loop) and latency at a fixed offered load (open loop) for 1, 3, 5 web nodes."""
-    out = {route: {} for route in ROUTES}
-    offered = {}
-    for n in (1, 3, 5):
-        operations.scale(n)
-        time.sleep(2)
-        for route, path in ROUTES.items():
-            progress.step(f"horizontal: {n} web node(s), {route} ({path})")
-            sat = _load(URL + path, closed=True, connections=32)
-            # Latency at one offered load for every n: 60% of what 1 node sustains.
-            offered.setdefault(route, max(5.0, round(0.6 * sat["throughput_rps"])))
-            lat = _load(URL + path, rate=offered[route], connections=64)
-            out[route][str(n)] = {"saturation": _summary(sat), "offered_rps": offered[route],
-                                  "at_offered": _summary(lat)}
-    operations.scale(3)
-    for route in ROUTES:
-        r = out[route]
-        r["speedup_3_vs_1"] = round(r["3"]["saturation"]["throughput_rps"] / max(r["1"]["saturation"]["throughput_rps"], 1e-9), 2)
-        r["speedup_5_vs_1"] = round(r["5"]["saturation"]["throughput_rps"] / max(r["1"]["saturation"]["throughput_rps"], 1e-9), 2)
+    """The CPU-bound route on 1-4 web nodes: saturation, efficiency, p99 at a fixed load."""
+    out, sat = {}, {}
+    offered = None
+    for n in NODES:
+        serve_only([f"web{i}" for i in range(1, n + 1)])
+        progress.step(f"horizontal: {n} web node(s) on {BURN}")
+        s = _load(URL + BURN, closed=True, connections=CONNECTIONS)
+        offered = offered or max(5.0, round(0.8 * s["throughput_rps"]))  # 80 % of one node
+        at = _load(URL + BURN, rate=offered, connections=64)
+        out[str(n)] = {"saturation": _summary(s), "offered_rps": offered, "at_offered": _summary(at)}
+        sat[n] = s["throughput_rps"]
+    eff = _efficiency(sat)
+    out["efficiency"] = {str(n): e for n, e in eff.items()}
+    out["stops_scaling_at"] = next((n for n in NODES if eff[n] < 0.8), None)
+    out["host_cpu_busy"] = host_cpu_busy(lambda: _load(URL + BURN, closed=True, connections=CONNECTIONS,
+                                                        duration=4))
+    return out
+
+
+def host_cpu_busy(load):
+    """Return the share of the host's CPUs busy while LOAD runs (from /proc/stat)."""
+    def ticks():
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+    t0, i0 = ticks()
+    load()
+    t1, i1 = ticks()
+    return round(1 - (i1 - i0) / max(t1 - t0, 1), 2)
+
+
+def vertical():
+    """One web node at 0.25, 0.5 and 1 CPU on the CPU-bound route."""
+    serve_only(["web1"])
+    before, out = _cpus("web1"), {}
+    try:
+        for cpus in CPUS:
+            resize("web1", cpus)
+            progress.step(f"vertical: web1 at {cpus} CPU on {BURN}")
+            out[str(cpus)] = _summary(_load(URL + BURN, closed=True, connections=CONNECTIONS))
+    finally:
+        resize("web1", before)
+    base = max(out[str(CPUS[0])]["throughput_rps"], 1e-9)
+    out["speedup"] = {str(c): round(out[str(c)]["throughput_rps"] / base, 2) for c in CPUS}
+    return out
+
+
+def _writer_counters():
+    [writer] = status.writers()
+    rows = dbnodes.query(writer, "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_commit', "
+                         "'Innodb_data_fsyncs', 'Rpl_semi_sync_master_tx_avg_wait_time')")
+    return writer, {r["Variable_name"]: int(r["Value"]) for r in rows}
+
+
+def db_bound():
+    """GET / (a write per visit) on 1-4 nodes: where the writing master becomes the ceiling."""
+    out, sat = {}, {}
+    for n in NODES:
+        serve_only([f"web{i}" for i in range(1, n + 1)])
+        progress.step(f"db-bound: {n} web node(s) on {VISIT}")
+        writer, before = _writer_counters()
+        s = _load(URL + VISIT, closed=True, connections=CONNECTIONS)
+        _, after = _writer_counters()
+        per_s = {k: round((after[k] - before[k]) / DURATION_S) for k in ("Com_commit", "Innodb_data_fsyncs")}
+        out[str(n)] = {"saturation": _summary(s), "writer": writer, "writer_commits_per_s": per_s["Com_commit"],
+                       "writer_fsyncs_per_s": per_s["Innodb_data_fsyncs"],
+                       "semi_sync_wait_us": after["Rpl_semi_sync_master_tx_avg_wait_time"]}
+        sat[n] = s["throughput_rps"]
+    out["efficiency"] = {str(n): e for n, e in _efficiency(sat).items()}
+    return out
+
+
+def read_mix():
+    """Product pages on every node: cache + replica, replica only (no cache), master only."""
+    serve_only([f"web{i}" for i in NODES])
+    [holder] = status.vip_holders("dblb")[1]
+    out = {}
+    cases = (("cache_and_replica", (), False), ("replica_no_cache", ("Cache-Control: no-cache",), False),
+             ("master_only", ("Cache-Control: no-cache",), True))
+    for name, headers, replica_off in cases:
+        progress.step(f"read mix: {name}")
+        for dblb in containers.find(role="dblb"):
+            haproxy.runtime(containers.node_of(dblb),
+                            f"set server replicas/slave1 state {'maint' if replica_off else 'ready'}")
+        try:
+            out[name] = _summary(_load(URL + PRODUCTS[0], closed=True, connections=CONNECTIONS,
+                                       paths=PRODUCTS, headers=headers))
+        finally:
+            for dblb in containers.find(role="dblb"):
+                haproxy.runtime(containers.node_of(dblb), "set server replicas/slave1 state ready")
+        out[name]["read_node_dblb"] = holder
+    base = max(out["master_only"]["throughput_rps"], 1e-9)
+    out["lift_over_master_only"] = {k: round(out[k]["throughput_rps"] / base, 2)
+                                    for k in ("cache_and_replica", "replica_no_cache")}
     return out
 
 
 def lb_cost():
-    """The same route through gateway + HAProxy vs straight to web1, from one client container."""
+    """web1 alone, straight from a client container vs through the gateway and HAProxy."""
+    serve_only(["web1"])
     out = {}
-    for name, url in (("via_gateway_and_lb", "http://gateway:8080/healthz"), ("direct_to_web1", "http://web1:8000/healthz")):
+    for name, url in (("via_gateway_and_lb", f"http://gateway:8080{BURN}"), ("direct_to_web1", f"http://web1:8000{BURN}")):
         progress.step(f"lb cost: {name}")
         sat = sidecar(["public", "web"], ["python3", "loadgen.py", url, "--closed", "--connections", "16",
                                           "--duration", str(DURATION_S), "--no-timeline"])
-        lat = sidecar(["public", "web"], ["python3", "loadgen.py", url, "--rate", "100",
+        lat = sidecar(["public", "web"], ["python3", "loadgen.py", url, "--rate", "20",
                                           "--duration", str(DURATION_S), "--no-timeline"])
-        out[name] = {"saturation": _summary(sat), "at_100_rps": _summary(lat)}
+        out[name] = {"saturation": _summary(sat), "at_20_rps": _summary(lat)}
     via, direct = out["via_gateway_and_lb"], out["direct_to_web1"]
-    out["p50_ratio_via_lb_over_direct"] = round(via["at_100_rps"]["p50_ms"] / direct["at_100_rps"]["p50_ms"], 2)
-    out["throughput_ratio_via_lb_over_direct"] = round(
-        via["saturation"]["throughput_rps"] / direct["saturation"]["throughput_rps"], 2)
+    out["throughput_loss_via_lb"] = round(1 - via["saturation"]["throughput_rps"]
+                                          / max(direct["saturation"]["throughput_rps"], 1e-9), 3)
+    out["p50_added_ms"] = round(via["at_20_rps"]["p50_ms"] - direct["at_20_rps"]["p50_ms"], 2)
     return out
 
 
-def _selects(node):
-    return int(dbnodes.query(node, "SHOW GLOBAL STATUS LIKE 'Com_select'")[0]["Value"])
+def cross_check():
+    """Saturation throughput on /burn (4 nodes): the lab's load generator against hey."""
+    serve_only([f"web{i}" for i in NODES])
+    ours = _summary(_load(URL + BURN, closed=True, connections=CONNECTIONS))
+    hey = shutil.which("hey")
+    if hey is None:
+        return {"loadgen": ours, "hey": None, "note": "hey is not installed (apt-get install hey)"}
+    progress.step(f"cross-check: hey -z {DURATION_S}s -c {CONNECTIONS} on {BURN}")
+    r = subprocess.run([hey, "-z", f"{DURATION_S}s", "-c", str(CONNECTIONS), URL + BURN],
+                       capture_output=True, text=True, timeout=DURATION_S + 60, check=False)
+    rps = next((float(line.split()[1]) for line in r.stdout.splitlines() if "Requests/sec" in line), None)
+    return {"loadgen": ours, "hey": {"throughput_rps": round(rps, 1) if rps else None},
+            "ratio_loadgen_over_hey": round(ours["throughput_rps"] / rps, 2) if rps else None}
 
 
-def cache():
-    """GET /products/1 on a cache hit vs a forced miss (Cache-Control: no-cache), and DB queries per read."""
-    _, [holder] = status.vip_holders("dblb")
-    servers = haproxy.servers(holder, "replicas")
-    reader = "slave1" if servers["slave1"]["status"].startswith("UP") else \
-        next(n for n, s in servers.items() if s["status"].startswith("UP"))
-    _load(URL + "/products/1", rate=20, duration=1)  # warm the cache
+def lag_figures():
+    """Replication lag per link at idle: p50/p99/max over 100 readings."""
+    progress.step("replication lag at idle: 100 readings of every link")
     out = {}
-    for name, headers in (("hit", ()), ("miss", ("Cache-Control: no-cache",))):
-        progress.step(f"cache: {name}")
-        before = _selects(reader)
-        r = _load(URL + "/products/1", rate=100, headers=headers)
-        queries = _selects(reader) - before
-        out[name] = {**_summary(r), "db_selects": queries,
-                     "db_selects_per_request": round(queries / max(r["ok"], 1), 3)}
-    out["p50_ratio_miss_over_hit"] = round(out["miss"]["p50_ms"] / out["hit"]["p50_ms"], 2)
-    out["db_selects_saved_per_1000_reads"] = round(
-        1000 * (out["miss"]["db_selects_per_request"] - out["hit"]["db_selects_per_request"]))
-    out["read_node"] = reader
+    for name, values in lag.sample(100).items():
+        got = [ms / 1000 for ms, _ in values if ms is not None]
+        out[name] = {"n": len(got), **loadgen.percentiles(got)}
     return out
 
 
-def replica_reads():
-    """The same SQL read load on the read port (3307) and on the write port (3306)."""
-    vip = containers.find(role="dblb")[0].labels["lab.vip"]
-    env = {"DB_PASSWORD": secrets.read("mysql_app_password")}
-    out = {}
-    for name, port in (("read_port_3307", 3307), ("write_port_3306", 3306)):
-        progress.step(f"replica reads: {name}")
-        out[name] = sidecar(["app"], ["python3", "dbload.py", vip, str(port), "--rate", "300",
-                                      "--duration", str(DURATION_S)], env=env)
-    out["p50_ratio_read_over_write"] = round(out["read_port_3307"]["p50_ms"] / out["write_port_3306"]["p50_ms"], 2)
-    return out
+def vip_moves(since, until):
+    """Return how many times a node of an LB pair took its VIP between SINCE and UNTIL (UTC datetimes)."""
+    moves = 0
+    for c in containers.find(role="lb") + containers.find(role="dblb"):
+        log = c.logs(since=since, until=until).decode("utf-8", "replace")
+        moves += log.count("Entering MASTER STATE")
+    return moves
 
 
 def failover_timeline():
     """Latency over time while the web VIP holder is killed once (for the plot)."""
     progress.step("failover timeline: 50 req/s for 20 s, the web VIP holder killed at 6 s")
     _, [holder] = status.vip_holders("lb")
+    started = time.monotonic()
     killer = threading.Timer(6, lambda: containers.get(holder).kill())
     killer.start()
     try:
@@ -162,7 +278,8 @@ def failover_timeline():
     finally:
         killer.join()
         lifecycle.heal()
-    return {"killed": holder, "kill_at_s": 6, "timeline": r["timeline"], **_summary(r)}
+    return {"killed": holder, "kill_at_s": 6, "took_s": round(time.monotonic() - started),
+            "timeline": r["timeline"], **_summary(r)}
 
 
 def machine():
@@ -172,22 +289,37 @@ def machine():
         model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
     info = containers.client().info()
     return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(info["MemTotal"] / 2**30, 1),
-            "kernel": platform.release(), "docker": info.get("ServerVersion"), "storage_driver": info.get("Driver")}
+            "kernel": platform.release(), "docker": info.get("ServerVersion"), "storage_driver": info.get("Driver"),
+            "web_node_cpus": _cpus("web1")}
+
+
+def _load_phases():
+    """Every measurement under load; return their results (the web tier back to three nodes after)."""
+    results = {}
+    operations.scale(max(NODES))
+    try:
+        for name, measure in (("horizontal", horizontal), ("vertical", vertical), ("db_bound", db_bound),
+                              ("read_mix", read_mix), ("lb_cost", lb_cost), ("cross_check", cross_check)):
+            results[name] = measure()
+    finally:
+        serve_only([f"web{i}" for i in NODES])
+        operations.scale(3)
+    progress.step("calm under load: 32 cookie-less visitors on GET / for 20 s")
+    results["calm_under_load"] = spike.run(clients=32, seconds=20)
+    return results
 
 
 def run(runs=5):
-    """Run every measurement; write the JSON, the Markdown table, the plots, README's Results."""
+    """Run every measurement; write the JSON, the Markdown table and the plots under reports/bench/."""
     started = time.monotonic()
     results = {"machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_generator": "scripts/labctl/loadgen.py (open loop, latency from the scheduled send time)"}
+    load_from = datetime.datetime.now(datetime.timezone.utc)
     with haproxy.rate_limit_lifted():
-        results["horizontal"] = horizontal()
-        results["lb_cost"] = lb_cost()
-        results["cache"] = cache()
-        results["replica_reads"] = replica_reads()
-        progress.step("calm under load: 32 cookie-less visitors on GET / for 20 s")
-        results["calm_under_load"] = spike.run(clients=32, seconds=20)
-        results["failover"] = blackout.measure(["web_vip", "web_node", "active_master"], runs)
+        results.update(_load_phases())
+        results["spurious_vip_moves"] = vip_moves(load_from, datetime.datetime.now(datetime.timezone.utc))
+        results["lag"] = lag_figures()
+        results["failover"] = blackout.measure(["web_vip", "web_node", "db_vip", "active_master"], runs)
         timeline = failover_timeline()
     results["duration_s"] = round(time.monotonic() - started)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -1,73 +1,106 @@
-"""Render `make bench` results: bench.md, plots, and the README's Results section."""
-import re
+"""Render `make bench` results: bench.md and the plots, under reports/bench/ only.
 
+README's Results section shows one committed run: copy bench.md's table
+there by hand (a bench run never edits tracked files).
+"""
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
-from . import progress, settings  # noqa: E402
+from . import settings  # noqa: E402
 
 OUT = settings.ROOT / "reports" / "bench"
-README = settings.ROOT / "README.md"
-MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _row(what, figure):
+    return f"| {what} | {figure} |"
+
+
+def _scaling_rows(r):
+    h, v = r["horizontal"], r["vertical"]
+    rows = []
+    for n in ("1", "2", "3", "4"):
+        x = h[n]
+        rows.append(_row(f"horizontal, /burn, {n} web node(s) of {r['machine']['web_node_cpus']} CPU",
+                         f"{x['saturation']['throughput_rps']} req/s max (efficiency {h['efficiency'][n]}); "
+                         f"at {x['offered_rps']} req/s p99 {x['at_offered']['p99_ms']} ms"))
+    stop = h["stops_scaling_at"]
+    rows.append(_row("horizontal: where scaling stops",
+                     f"efficiency under 0.8 at {stop} nodes; host CPUs {int(h['host_cpu_busy'] * 100)} % busy "
+                     "at 4 nodes" if stop else f"efficiency ≥ 0.8 up to 4 nodes; host CPUs "
+                     f"{int(h['host_cpu_busy'] * 100)} % busy at 4 nodes"))
+    for c in ("0.25", "0.5", "1.0"):
+        rows.append(_row(f"vertical, /burn, one web node of {c} CPU",
+                         f"{v[c]['throughput_rps']} req/s max ({v['speedup'][c]}×), p99 {v[c]['p99_ms']} ms"))
+    d = r["db_bound"]
+    for n in ("1", "2", "3", "4"):
+        rows.append(_row(f"DB-bound, GET / (a session write), {n} web node(s)",
+                         f"{d[n]['saturation']['throughput_rps']} req/s (efficiency {d['efficiency'][n]}); "
+                         f"the writer ({d[n]['writer']}) commits {d[n]['writer_commits_per_s']}/s, "
+                         f"{d[n]['writer_fsyncs_per_s']} fsyncs/s, semi-sync wait {d[n]['semi_sync_wait_us']} µs"))
+    return rows
+
+
+def _other_rows(r):
+    m, lb, x, u = r["read_mix"], r["lb_cost"], r["cross_check"], r["calm_under_load"]
+    rows = [_row(f"read mix (product pages, 4 nodes): {name.replace('_', ' ')}",
+                 f"{m[name]['throughput_rps']} req/s, p99 {m[name]['p99_ms']} ms"
+                 + (f" ({m['lift_over_master_only'][name]}× master only)" if name in m["lift_over_master_only"] else ""))
+            for name in ("cache_and_replica", "replica_no_cache", "master_only")]
+    rows.append(_row("LB cost: web1 alone through gateway + HAProxy vs straight",
+                     f"{lb['via_gateway_and_lb']['saturation']['throughput_rps']} vs "
+                     f"{lb['direct_to_web1']['saturation']['throughput_rps']} req/s "
+                     f"({lb['throughput_loss_via_lb'] * 100:.1f} % lost); p50 +{lb['p50_added_ms']} ms at 20 req/s"))
+    hey = x["hey"]["throughput_rps"] if x.get("hey") else None
+    rows.append(_row("cross-check on /burn (4 nodes, 32 connections): loadgen vs hey",
+                     f"{x['loadgen']['throughput_rps']} vs {hey} req/s ({x.get('ratio_loadgen_over_hey')}×)"
+                     if hey else x.get("note", "hey not run")))
+    rows.append(_row(f"load spike: {u['clients']} cookie-less visitors on GET / for {u['seconds']} s",
+                     f"{u['answers']} answers ({u['rps']}/s), {u['errors_5xx']} 5xx, {u['down_marks']} servers "
+                     f"marked down, writer {'/'.join(u['writer_before'])} → {'/'.join(u['writer_after'])}"))
+    rows.append(_row("VIP moves nobody asked for, during all the load above", str(r["spurious_vip_moves"])))
+    for link, f in r["lag"].items():
+        rows.append(_row(f"replication lag at idle, {link} ({f['n']} readings)",
+                         f"p50 {f.get('p50_ms')} ms, p99 {f.get('p99_ms')} ms, max {f.get('max_ms')} ms"))
+    for name, f in r["failover"].items():
+        rows.append(_row(f"failover blackout, {name.replace('_', ' ')} ({f['runs']} runs)",
+                         f"median {f['median_s'] * 1000:.0f} ms, max {f['max_s'] * 1000:.0f} ms"))
+    return rows
 
 
 def table(r):
     """Return the results as Markdown (the table the README and the closing notes show)."""
     m = r["machine"]
-    lines = [f"Measured {r['measured_at']} on {m['cpus']} CPUs ({m['cpu_model'] or 'unknown model'}), "
-             f"{m['memory_gib']} GiB, Docker {m['docker']} ({m['storage_driver']}), kernel {m['kernel']}; "
-             f"load from the host, which shares those CPUs. `make bench` took {r['duration_s']} s.", "",
-             "| measurement | figure |", "|---|---|"]
-    h = r["horizontal"]
-    for route in h:
-        for n in ("1", "3", "5"):
-            x = h[route][n]
-            lines.append(f"| {route} route, {n} web node(s) | {x['saturation']['throughput_rps']} req/s max; "
-                         f"at {x['offered_rps']} req/s p50 {x['at_offered']['p50_ms']} ms, "
-                         f"p99 {x['at_offered']['p99_ms']} ms |")
-        lines.append(f"| {route} route, speedup 3 / 1 nodes, 5 / 1 nodes | "
-                     f"{h[route]['speedup_3_vs_1']}×, {h[route]['speedup_5_vs_1']}× |")
-    lb = r["lb_cost"]
-    lines.append(f"| LB cost: p50 via gateway+HAProxy / direct to web1 (100 req/s) | "
-                 f"{lb['p50_ratio_via_lb_over_direct']}× ({lb['via_gateway_and_lb']['at_100_rps']['p50_ms']} ms "
-                 f"vs {lb['direct_to_web1']['at_100_rps']['p50_ms']} ms) |")
-    lines.append(f"| LB cost: max throughput via LB / direct | {lb['throughput_ratio_via_lb_over_direct']}× |")
-    c = r["cache"]
-    lines.append(f"| cache: p50 of GET /products/1, miss / hit | {c['p50_ratio_miss_over_hit']}× "
-                 f"({c['miss']['p50_ms']} ms vs {c['hit']['p50_ms']} ms) |")
-    lines.append(f"| cache: DB SELECTs per read, miss vs hit | {c['miss']['db_selects_per_request']} vs "
-                 f"{c['hit']['db_selects_per_request']} ({c['db_selects_saved_per_1000_reads']} saved per 1000 reads) |")
-    rr = r["replica_reads"]
-    lines.append(f"| SQL reads at 300/s: p50 read port (slave1) / write port (master) | "
-                 f"{rr['p50_ratio_read_over_write']}× ({rr['read_port_3307']['p50_ms']} ms vs "
-                 f"{rr['write_port_3306']['p50_ms']} ms) |")
-    if "calm_under_load" in r:
-        u = r["calm_under_load"]
-        lines.append(f"| load spike: {u['clients']} cookie-less visitors on GET / for {u['seconds']} s | "
-                     f"{u['answers']} answers ({u['rps']}/s), {u['errors_5xx']} 5xx, {u['down_marks']} servers "
-                     f"marked down, writer {'/'.join(u['writer_before'])} → {'/'.join(u['writer_after'])} |")
-    for name, f in r["failover"].items():
-        lines.append(f"| failover blackout, {name.replace('_', ' ')} ({f['runs']} runs) | "
-                     f"median {f['median_s'] * 1000:.0f} ms, max {f['max_s'] * 1000:.0f} ms |")
-    return "\n".join(lines)
+    head = [f"Measured {r['measured_at']} on {m['cpus']} CPUs ({m['cpu_model'] or 'unknown model'}), "
+            f"{m['memory_gib']} GiB, Docker {m['docker']} ({m['storage_driver']}), kernel {m['kernel']}; "
+            f"load from the host, which shares those CPUs. `make bench` took {r['duration_s']} s.", "",
+            "| measurement | figure |", "|---|---|"]
+    return "\n".join(head + _scaling_rows(r) + _other_rows(r))
 
 
-def _plots(r, timeline):
-    fig, axes = plt.subplots(1, len(r["horizontal"]), figsize=(10, 3.5), dpi=100)
-    for ax, (route, res) in zip(axes, r["horizontal"].items()):
-        ns = ["1", "3", "5"]
-        ax.plot([int(n) for n in ns], [res[n]["saturation"]["throughput_rps"] for n in ns], marker="o")
-        ax.set_title(f"{route} route")
-        ax.set_xlabel("web nodes")
-        ax.set_ylabel("max throughput (req/s)")
-        ax.set_xticks([1, 3, 5])
-        ax.set_ylim(bottom=0)
+def _scaling_plot(r):
+    h, v = r["horizontal"], r["vertical"]
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    web_cpus = r["machine"]["web_node_cpus"]
+    cpus_h = [int(n) * web_cpus for n in ("1", "2", "3", "4")]
+    ax.plot(cpus_h, [h[n]["saturation"]["throughput_rps"] for n in ("1", "2", "3", "4")], marker="o",
+            label="horizontal: 1-4 nodes of 0.25 CPU")
+    ax.plot([float(c) for c in ("0.25", "0.5", "1.0")], [v[c]["throughput_rps"] for c in ("0.25", "0.5", "1.0")],
+            marker="s", label="vertical: one node of 0.25, 0.5, 1 CPU")
+    one = h["1"]["saturation"]["throughput_rps"]
+    ax.plot(cpus_h, [one * c / web_cpus for c in cpus_h], linestyle=":", color="grey", label="linear")
+    ax.set_xlabel("web tier CPUs")
+    ax.set_ylabel("max throughput on /burn (req/s)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("scaling out vs scaling up")
+    ax.legend()
     fig.tight_layout()
-    fig.savefig(OUT / "throughput_vs_nodes.png")
+    fig.savefig(OUT / "scaling.png")
     plt.close(fig)
 
+
+def _timeline_plot(timeline):
     fig, ax = plt.subplots(figsize=(10, 3.5), dpi=100)
     ok = [(t, ms) for t, ms, good in timeline["timeline"] if good]
     bad = [(t, ms) for t, ms, good in timeline["timeline"] if not good]
@@ -86,15 +119,9 @@ def _plots(r, timeline):
 
 
 def write(results, timeline):
-    """Write bench.md and the plots, and replace the README's Results section."""
+    """Write bench.md and the plots under reports/bench/."""
     OUT.mkdir(parents=True, exist_ok=True)
-    md = table(results)
-    (OUT / "bench.md").write_text("# make bench\n\n" + md + "\n\n![throughput](throughput_vs_nodes.png)\n"
+    (OUT / "bench.md").write_text("# make bench\n\n" + table(results) + "\n\n![scaling](scaling.png)\n"
                                   "![failover](failover_timeline.png)\n", encoding="utf-8")
-    _plots(results, timeline)
-    text = README.read_text(encoding="utf-8")
-    if MARK_START in text and MARK_END in text:
-        section = f"{MARK_START}\n{md}\n{MARK_END}"
-        README.write_text(re.sub(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), lambda _: section,
-                                 text, flags=re.S), encoding="utf-8")
-        progress.ok("updated README.md's Results section")
+    _scaling_plot(results)
+    _timeline_plot(timeline)

@@ -72,10 +72,15 @@ def percentiles(values):
             "p999_ms": round(pick(0.999), 2), "max_ms": round(v[-1] * 1000, 2)}
 
 
-async def run(url, rate=100, duration=10, connections=16, closed=False, timeout=5, headers=()):
-    """Drive the load; return the result dict. HEADERS: extra "Name: value" strings."""
+async def run(url, rate=100, duration=10, connections=16, closed=False, timeout=5, headers=(), paths=()):
+    """Drive the load; return the result dict.
+
+    HEADERS: extra "Name: value" strings. PATHS: request these in turn
+    (on URL's host) instead of URL's own path: a mix of pages.
+    """
     u = urllib.parse.urlsplit(url)
-    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    paths = list(paths) or [(u.path or "/") + (f"?{u.query}" if u.query else "")]
+    turn = iter(range(1 << 62))
     headers = "".join(f"{h}\r\n" for h in headers)
     idle = [Conn(u.hostname, u.port or 80) for _ in range(connections)]
     latencies, timeline, errors = [], [], 0
@@ -86,7 +91,7 @@ async def run(url, rate=100, duration=10, connections=16, closed=False, timeout=
         nonlocal errors
         conn = idle.pop() if idle else Conn(u.hostname, u.port or 80)
         try:
-            status = await conn.request(path, headers, timeout)
+            status = await conn.request(paths[next(turn) % len(paths)], headers, timeout)
             ok = 200 <= status < 300
         except (OSError, asyncio.TimeoutError, ConnectionError, ValueError, IndexError,
                 asyncio.IncompleteReadError):
