@@ -12,11 +12,11 @@ LAB    := PYTHONPATH=scripts $(PY) -m labctl
 M ?= unit or integration
 T ?=
 
-.PHONY: help up down clean ps status logs build test chaos bench venv scale failback promote
+.PHONY: help up down clean ps status logs build test chaos bench venv scale failback promote failover-times console
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  options: S=<node> for logs; M=<markers> T=<pytest args> for test"
+	@echo "  options: NODE=<node> for logs and promote; SCENARIO=<name> for chaos; M=<markers> T=<pytest args> for test; JSON=1 for status and lag"
 
 $(VENV)/.ready: requirements.txt app/requirements.txt
 	@echo "… creating the Python environment for the lab's tools ($(VENV)/)"
@@ -38,8 +38,8 @@ down: venv ## stop and remove the containers (data is kept)
 clean: venv ## remove containers, data volumes and generated secrets
 	@$(LAB) clean
 
-status: venv ## per node: role, health; VIP holders; replication links
-	@$(LAB) status
+status: venv ## per node: role, health; VIP holders; the writer; replication links (JSON=1)
+	@$(LAB) status $(if $(JSON),--json)
 
 ps: status ## the same as status
 
@@ -51,11 +51,18 @@ scale: venv ## run WEB=n web nodes (1-8); removed nodes are drained first
 	@test -n "$(WEB)" || { echo "usage: make scale WEB=<1-8>"; exit 2; }
 	@$(LAB) scale $(WEB)
 
-failback: venv ## send writes back to master1 once it has caught up with master2
+failback: venv ## send writes back to the usual writer (master1) once it has caught up
 	@$(LAB) failback
 
-logs: venv ## follow logs (all nodes, or S=<node>)
-	@$(LAB) logs $(S)
+promote: venv ## move writes to NODE=<source> (a planned switchover; FORCE=1 skips the no-loss checks)
+	@test -n "$(NODE)" || { echo "usage: make promote NODE=<source> [FORCE=1]"; exit 2; }
+	@$(LAB) promote $(NODE) $(if $(FORCE),--force)
+
+console: venv ## the live diagram in a browser, faults a click away (127.0.0.1:8405; Ctrl-C stops it)
+	@$(LAB) console $(if $(PORT),--port $(PORT))
+
+logs: venv ## follow logs (all nodes, or NODE=<node>)
+	@$(LAB) logs $(NODE)
 
 test: venv ## run the tests against the running lab (after make up)
 	@$(PY) -m pytest -m "$(M)" $(T)
@@ -63,5 +70,8 @@ test: venv ## run the tests against the running lab (after make up)
 bench: venv ## measure scaling out/up, the DB ceiling, cache/replica lift, LB cost, failovers, lag (reports/bench/)
 	@$(LAB) bench
 
-chaos: venv ## run the chaos scenarios (all, or S=<name>); report in reports/chaos/
-	@$(PY) -m pytest -m chaos -s tests/chaos $(if $(S),-k "$(S)") $(T)
+failover-times: venv ## kill nodes RUNS=n times each, time until service is back (FAULTS=web_vip,writer,...)
+	@$(LAB) failover-times $(if $(RUNS),--runs $(RUNS)) $(if $(FAULTS),--faults $(FAULTS))
+
+chaos: venv ## run the chaos scenarios (all, or SCENARIO=<name>); report in reports/chaos/
+	@$(PY) -m pytest -m chaos -s tests/chaos $(if $(SCENARIO),-k "$(SCENARIO)") $(T)

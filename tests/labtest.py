@@ -34,13 +34,6 @@ def can_connect(node, address, port, timeout_s=2):
     return code == 0
 
 
-def addresses(node):
-    """Return every IPv4 address of NODE's container, from the Docker API."""
-    c = containers.get(node)
-    c.reload()
-    return sorted(n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values() if n["IPAddress"])
-
-
 def probe_count(node, token):
     """Return how many replication_probe rows with TOKEN NODE holds."""
     return int(dbnodes.value(node, f"SELECT COUNT(*) FROM lab.replication_probe WHERE token = '{token}'"))
@@ -63,22 +56,9 @@ def app_sql(port, sql, node="web1"):
     """Run SQL as the app user from web NODE through the db VIP on PORT.
 
     Returns [server_id of the MariaDB node that answered, MySQL error code
-    or None]: the path and the outcome the app itself would get.
+    or None]: the path and the outcome the app itself would get
+    (app/bin/lab-sql, in the web image).
     """
-    vip = containers.find(role="dblb")[0].labels["lab.vip"]
-    script = f"""
-import json, pymysql
-pw = open('/run/secrets/mysql_app_password').read().strip()
-c = pymysql.connect(host={vip!r}, port={port}, user='lab_app', password=pw, database='lab', connect_timeout=3)
-cur = c.cursor()
-cur.execute('SELECT @@server_id')
-sid = cur.fetchone()[0]
-try:
-    cur.execute({sql!r}); c.commit(); err = None
-except pymysql.MySQLError as e:
-    err = e.args[0]
-print(json.dumps([sid, err]))
-"""
-    code, out = containers.sh(containers.get(node), ["python3", "-c", script])
+    code, out = containers.sh(containers.get(node), ["lab-sql", str(port), sql])
     assert code == 0, out
     return json.loads(out.strip().splitlines()[-1])

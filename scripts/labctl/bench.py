@@ -30,8 +30,9 @@ import subprocess
 import threading
 import time
 
-from . import (benchreport, blackout, containers, dbnodes, haproxy, lag, lifecycle, loadgen, operations,
-               progress, settings, spike, status)
+from . import (benchreport, blackout, containers, dbnodes, haproxy, lag, loadgen,
+               operations, progress, settings, spike, topology)
+from .nemesis import Nemesis
 
 OUT = settings.ROOT / "reports" / "bench"
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
@@ -53,36 +54,16 @@ def _summary(r):
     return {k: r[k] for k in ("throughput_rps", "ok", "errors", "p50_ms", "p99_ms", "max_ms") if k in r}
 
 
-def _network(short):
-    """Return the Docker name of the lab's network SHORT (compose prefixes it)."""
-    nets = containers.client().networks.list(filters={"label": [
-        f"com.docker.compose.project={settings.PROJECT}", f"com.docker.compose.network={short}"]})
-    return nets[0].name
-
-
 def sidecar(networks, argv, env=None, timeout_s=120):
-    """Run ARGV in a throwaway web-image container on the lab NETWORKS; return its JSON output.
+    """Run ARGV (the bench's own load generator) in a web-image container on the lab NETWORKS; return its JSON.
 
     This is how the bench reaches what the host cannot: a web node directly,
-    or the db VIP. The container carries no lab labels, so no tool mistakes
-    it for a node.
+    or the db VIP.
     """
-    client = containers.client()
-    c = client.containers.create(
-        settings.image("web"), argv, entrypoint=[], environment=env or {}, working_dir="/bench",
-        volumes={str(settings.ROOT / "scripts" / "labctl"): {"bind": "/bench", "mode": "ro"}},
-        network=_network(networks[0]), labels={"lab.sidecar": "bench"}, healthcheck={"test": ["NONE"]})
-    try:
-        for n in networks[1:]:
-            client.networks.get(_network(n)).connect(c)
-        c.start()
-        code = c.wait(timeout=timeout_s)["StatusCode"]
-        out = c.logs(stdout=True, stderr=False).decode()
-        if code != 0:
-            raise RuntimeError(f"sidecar {argv} failed: {c.logs().decode()[-1000:]}")
-        return json.loads(out.strip().splitlines()[-1])
-    finally:
-        c.remove(force=True)
+    out = containers.sidecar(argv, networks=networks, image="web", timeout_s=timeout_s, environment=env or {},
+                             working_dir="/bench",
+                             volumes={str(settings.ROOT / "scripts" / "labctl"): {"bind": "/bench", "mode": "ro"}})
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # ---- the web tier in rotation, and its size -----------------------------------
@@ -164,8 +145,15 @@ def vertical():
     return out
 
 
+def _replicas_state(state):
+    """Put every read replica in STATE (ready, maint) on both db LBs' read port."""
+    for dblb in containers.find(role="dblb"):
+        for replica in topology.REPLICAS:
+            haproxy.runtime(containers.node_of(dblb), f"set server replicas/{replica} state {state}")
+
+
 def _writer_counters():
-    [writer] = status.writers()
+    [writer] = topology.writers()
     rows = dbnodes.query(writer, "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_commit', "
                          "'Innodb_data_fsyncs', 'Rpl_semi_sync_master_tx_avg_wait_time')")
     return writer, {r["Variable_name"]: int(r["Value"]) for r in rows}
@@ -192,21 +180,18 @@ def db_bound():
 def read_mix():
     """Product pages on every node: cache + replica, replica only (no cache), master only."""
     serve_only([f"web{i}" for i in NODES])
-    [holder] = status.vip_holders("dblb")[1]
+    [holder] = topology.vip_holders("dblb")[1]
     out = {}
     cases = (("cache_and_replica", (), False), ("replica_no_cache", ("Cache-Control: no-cache",), False),
              ("master_only", ("Cache-Control: no-cache",), True))
     for name, headers, replica_off in cases:
         progress.step(f"read mix: {name}")
-        for dblb in containers.find(role="dblb"):
-            haproxy.runtime(containers.node_of(dblb),
-                            f"set server replicas/slave1 state {'maint' if replica_off else 'ready'}")
+        _replicas_state("maint" if replica_off else "ready")
         try:
             out[name] = _summary(_load(URL + PRODUCTS[0], closed=True, connections=CONNECTIONS,
                                        paths=PRODUCTS, headers=headers))
         finally:
-            for dblb in containers.find(role="dblb"):
-                haproxy.runtime(containers.node_of(dblb), "set server replicas/slave1 state ready")
+            _replicas_state("ready")
         out[name]["read_node_dblb"] = holder
     base = max(out["master_only"]["throughput_rps"], 1e-9)
     out["lift_over_master_only"] = {k: round(out[k]["throughput_rps"] / base, 2)
@@ -269,15 +254,16 @@ def vip_moves(since, until):
 def failover_timeline():
     """Latency over time while the web VIP holder is killed once (for the plot)."""
     progress.step("failover timeline: 50 req/s for 20 s, the web VIP holder killed at 6 s")
-    _, [holder] = status.vip_holders("lb")
+    _, [holder] = topology.vip_holders("lb")
     started = time.monotonic()
-    killer = threading.Timer(6, lambda: containers.get(holder).kill())
+    nz = Nemesis(log=lambda _: None)
+    killer = threading.Timer(6, lambda: nz.kill(holder))
     killer.start()
     try:
         r = _load(URL + "/healthz", rate=50, duration=20, connections=32, timeout=2)
     finally:
         killer.join()
-        lifecycle.heal()
+        nz.heal_all()
     return {"killed": holder, "kill_at_s": 6, "took_s": round(time.monotonic() - started),
             "timeline": r["timeline"], **_summary(r)}
 

@@ -3,7 +3,8 @@
 For each kind of fault, a client polls the site through 127.0.0.1 every
 20 ms on fresh connections, a node is killed, and the blackout is the time
 from the kill to the first successful answer after it. The node is then
-started again and the lab healed before the next run.
+started again and the lab healed before the next run (labctl.nemesis, the
+chaos suite's own).
 """
 import json
 import statistics
@@ -11,7 +12,8 @@ import time
 
 import requests
 
-from . import containers, lifecycle, progress, settings, status
+from . import progress, settings, topology
+from .nemesis import Nemesis
 
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
 
@@ -52,7 +54,7 @@ class Poller(progress.Background):
         return sum(1 for start, _, ok, _ in self.samples if start > t0 and not ok)
 
 
-def _time_kill(node, path, cookies=None, must_move=False):
+def _time_kill(nz, node, path, cookies=None, must_move=False):
     """Poll PATH, kill NODE, return (blackout s, failed requests, NODE).
 
     The blackout is the longest time, around the kill, in which the client
@@ -63,7 +65,7 @@ def _time_kill(node, path, cookies=None, must_move=False):
     with Poller(path, cookies) as p:
         time.sleep(0.5)
         asked = time.monotonic()
-        containers.get(node).kill()
+        nz.kill(node)
         killed = time.monotonic()
         back = p.first_ok_after(killed, unless_served_by=node if must_move else None)
         answers = sorted(end for start, end, ok, served in list(p.samples)
@@ -73,26 +75,26 @@ def _time_kill(node, path, cookies=None, must_move=False):
         return gap, p.failures_after(killed), node
 
 
-def web_vip():
+def web_vip(nz):
     """Kill the LB holding the web VIP; time until the site answers again."""
-    return _time_kill(status.vip_holders("lb")[1][0], "/healthz")
+    return _time_kill(nz, topology.vip_holders("lb")[1][0], "/healthz")
 
 
-def db_vip():
+def db_vip(nz):
     """Kill the db LB holding the db VIP; time until a page that writes to MySQL works again."""
-    return _time_kill(status.vip_holders("dblb")[1][0], "/")
+    return _time_kill(nz, topology.vip_holders("dblb")[1][0], "/")
 
 
-def web_node():
+def web_node(nz):
     """Kill the web node a sticky user is on; time until another node serves that user."""
     first = requests.get(URL + "/healthz", timeout=5)
-    return _time_kill(first.headers["X-Served-By"], "/healthz", first.cookies.get_dict(), must_move=True)
+    return _time_kill(nz, first.headers["X-Served-By"], "/healthz", first.cookies.get_dict(), must_move=True)
 
 
-def active_master():
+def active_master(nz):
     """Kill the master taking writes; time until a page that writes works again."""
-    [master] = status.writers()
-    return _time_kill(master, "/")
+    [master] = topology.writers()
+    return _time_kill(nz, master, "/")
 
 
 FAULTS = {"web_vip": web_vip, "db_vip": db_vip, "web_node": web_node, "active_master": active_master}
@@ -105,10 +107,11 @@ def measure(names, runs):
         blackouts, failures = [], []
         for i in range(runs):
             progress.step(f"{name}: run {i + 1}/{runs}")
+            nz = Nemesis(log=lambda _: None)
             try:
-                blackout, failed, node = FAULTS[name]()
+                blackout, failed, node = FAULTS[name](nz)
             finally:
-                lifecycle.heal()
+                nz.heal_all()
             blackouts.append(blackout)
             failures.append(failed)
             progress.ok(f"{name}: killed {node}, blackout {blackout * 1000:.0f} ms, {failed} failed requests")

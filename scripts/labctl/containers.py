@@ -62,3 +62,55 @@ def sh(container, cmd, user=None):
         cmd = ["bash", "-c", cmd]
     result = container.exec_run(cmd, user=user or "", demux=False)
     return result.exit_code, result.output.decode("utf-8", "replace")
+
+
+def addresses(node):
+    """Return every IPv4 address of NODE's container (one per network), from the Docker API."""
+    c = get(node)
+    c.reload()
+    return sorted(n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values() if n["IPAddress"])
+
+
+def network(short):
+    """Return the Docker name of the lab's network SHORT (compose prefixes it)."""
+    nets = client().networks.list(filters={"label": [
+        f"com.docker.compose.project={settings.PROJECT}", f"com.docker.compose.network={short}"]})
+    if not nets:
+        raise LookupError(f"no lab network {short!r}; is the lab up (make up)?")
+    return nets[0].name
+
+
+def sidecar(cmd, node=None, networks=(), image="haproxy", timeout_s=120, **kwargs):
+    """Run CMD (a list, or a string for bash -c) in a throwaway container of a lab image; return its stdout.
+
+    The one way the tools run something where the host cannot reach:
+      node=NODE        in NODE's network namespace, with NET_ADMIN (the
+                       nemesis's partitions and latency; the haproxy image
+                       has iptables and tc);
+      networks=[...]   on these lab networks (the bench's load from inside);
+      neither          with no network at all (openssl on files).
+    KWARGS go to Docker (volumes, environment, working_dir). The container
+    carries no lab.node label, so no tool mistakes it for a node; a failure
+    raises RuntimeError with its output.
+    """
+    if isinstance(cmd, str):
+        cmd = ["bash", "-c", cmd]
+    if node is not None:
+        net = {"network_mode": f"container:{get(node).id}", "cap_add": ["NET_ADMIN"]}
+    elif networks:
+        net = {"network": network(networks[0])}
+    else:
+        net = {"network_mode": "none"}
+    c = client().containers.create(settings.image(image), cmd, entrypoint=[], labels={"lab.sidecar": "1"},
+                                   healthcheck={"test": ["NONE"]}, **net, **kwargs)
+    try:
+        for n in networks[1:]:
+            client().networks.get(network(n)).connect(c)
+        c.start()
+        code = c.wait(timeout=timeout_s)["StatusCode"]
+        if code != 0:
+            output = c.logs().decode("utf-8", "replace")[-1000:]
+            raise RuntimeError(f"sidecar {cmd} exited with {code}: {output}")
+        return c.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+    finally:
+        c.remove(force=True)

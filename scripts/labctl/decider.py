@@ -1,12 +1,12 @@
 """The db LBs' decider (haproxy/bin/db-decider), seen from the host through the Docker API."""
 import json
 
-from . import containers, haproxy, status
+from . import containers, haproxy, topology
 
 
 def holder():
     """Return the db LB that holds the db VIP (the one whose decider acts), or None."""
-    _, holders = status.vip_holders("dblb")
+    _, holders = topology.vip_holders("dblb")
     return holders[0] if len(holders) == 1 else None
 
 
@@ -21,7 +21,7 @@ def view(node):
 
 def routed(node):
     """Return the masters db LB NODE's write port sends traffic to (not in maintenance)."""
-    return sorted(name for name, row in haproxy.servers(node, "masters").items()
+    return sorted(name for name, row in haproxy.servers(node, "sources").items()
                   if not row["status"].startswith("MAINT"))
 
 

@@ -25,12 +25,13 @@ import contextlib
 import json
 import math
 import secrets
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from . import containers, dbnodes, progress, replication, settings
+from . import containers, dbnodes, progress, replication, topology
 from .loadgen import percentiles
 
 # A source whose own newest stamp is older than this is not beating (writer
@@ -114,10 +115,7 @@ def heartbeats(node):
 
 def nodes():
     """Return every DB node that is a source or a replica of some link."""
-    found = set(settings.REPLICATION_LINKS)
-    for sources in settings.REPLICATION_LINKS.values():
-        found.update(sources)
-    return sorted(found)
+    return sorted({node for link in topology.LINKS for node in link})
 
 
 def read_heartbeats():
@@ -203,9 +201,17 @@ def show(as_json=False):
 
 
 def watch(as_json=False, interval_s=1.0):
-    """Refresh the lag of every link every INTERVAL_S until interrupted (JSON: one line per refresh)."""
+    """Refresh the lag of every link every INTERVAL_S until interrupted (JSON: one line per refresh).
+
+    Ctrl-C (SIGINT) or SIGTERM ends it after the refresh in progress: an
+    interrupt raised in the middle of one (while threads share the Docker
+    client's connections) could leave a worker waiting forever, and the
+    command would hang instead of exiting.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
+        while not stop.is_set():
             started = time.monotonic()
             lags = collect()
             if as_json:
@@ -214,17 +220,19 @@ def watch(as_json=False, interval_s=1.0):
                 # Clear the screen and home the cursor, like watch(1).
                 print("\033[H\033[2J" + time.strftime("%H:%M:%S") + f"  replication lag, every {interval_s:g} s"
                       " (Ctrl-C to stop)\n\n" + table(lags), flush=True)
-            time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
-    except KeyboardInterrupt:
-        return True
+            stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return True
 
 
 class WriteLoad:
     """A steady, bounded write load: RATE rows/s into lab.replication_probe on a master.
 
-    Runs inside the master's container as one bash loop feeding one
-    long-lived `mariadb` client (root over the socket), so the rate is not
-    limited by a docker exec per row. Bounded by COUNT rows and by a
+    Runs inside the master's container (mysql/bin/db-write-load: one bash
+    loop feeding one long-lived `mariadb` client, root over the socket), so
+    the rate is not limited by a docker exec per row. Bounded by COUNT rows and by a
     timeout; stop() ends it early through a stop file (no kill by name),
     then deletes its rows, which replicates like the inserts did.
     """
@@ -239,26 +247,10 @@ class WriteLoad:
         self._thread = None
 
     def _run(self):
-        # created_at in UTC, like the heartbeat, so rows and stamps compare.
-        insert = (f"INSERT INTO lab.replication_probe (origin, token, created_at) "
-                  f"VALUES ('{self.node}', '{self.token}', UTC_TIMESTAMP(6));")
-        # Rows are due on a fixed schedule (like db-heartbeat's beats), so
-        # the loop's own time does not lower the rate; no fork per row.
-        script = f"""set -euo pipefail
-export LC_ALL=C
-exec {{nap}}<> <(:)
-due=${{EPOCHREALTIME/./}}
-for ((i = 0; i < {self.count}; i++)); do
-    [ -e {self.stop_file} ] && break
-    echo "{insert}"
-    due=$((due + {round(1e6 / self.rate)})); wait=$((due - ${{EPOCHREALTIME/./}}))
-    if ((wait > 0)); then
-        printf -v wait '%d.%06d' $((wait / 1000000)) $((wait % 1000000))
-        read -r -t "$wait" -u "$nap" _ || true
-    fi
-done | timeout {self.max_s + 10:.0f} mariadb -N -B
-"""
-        self.exit_code, self.output = containers.sh(containers.get(self.node), script)
+        # mysql/bin/db-write-load: one client, rows due on a fixed schedule.
+        self.exit_code, self.output = containers.sh(containers.get(self.node), [
+            "db-write-load", self.node, self.token, str(round(self.rate)), str(self.count),
+            str(math.ceil(self.max_s)), self.stop_file])
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._run, name=f"load-{self.node}", daemon=True)
@@ -320,7 +312,7 @@ def sample(count, interval_s=0.1):
 
 def sources():
     """Return every node that some link replicates from (the masters)."""
-    return sorted({s for srcs in settings.REPLICATION_LINKS.values() for s in srcs})
+    return sorted({source for source, _ in topology.LINKS})
 
 
 def show_sample(count, interval_s=0.1, load_rate=0):

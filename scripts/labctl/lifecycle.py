@@ -1,13 +1,15 @@
 """`make up`, `make down`, `make clean`: bring the lab up healthy, and take it down."""
 import time
 
-from . import build, compose, containers, decider, haproxy, lag, progress, replication, secrets, settings, status, tls
+from . import (build, compose, composegen, containers, decider, haproxy, lag, progress, replication,
+               secrets, settings, status, tls, topology)
 
 
 def services():
     """Return the nodes `make up` starts: compose's services but the extra web nodes."""
     out = compose.run("config", "--services", capture=True)
-    return sorted(set(out.stdout.split()) - set(settings.SCALE_NODES))
+    extra = topology.WEB_NODES[topology.LAB.standard_web_nodes:]
+    return sorted(set(out.stdout.split()) - set(extra))
 
 
 def wait_healthy(expected):
@@ -49,7 +51,7 @@ def wait_replication():
         errors = {f"{l.source} -> {l.replica}": f"{l.state} {l.last_error}".strip()
                   for l in replication.links() if not l.running} or exc.detail
         raise SystemExit(_failure(f"replication is not running ({exc})", errors,
-                                  hint="see the replica's logs: make logs S=<replica>")) from exc
+                                  hint="see the replica's logs: make logs NODE=<replica>")) from exc
     progress.ok("every replication link is running and delivering")
 
 
@@ -58,7 +60,7 @@ def wait_vips():
     def check():
         bad = {}
         for role in ("lb", "dblb"):
-            vip, holders = status.vip_holders(role)
+            vip, holders = topology.vip_holders(role)
             if len(holders) != 1:
                 bad[f"{role} VIP {vip}"] = f"held by {', '.join(holders) or 'nobody'}"
         return not bad, bad
@@ -68,14 +70,14 @@ def wait_vips():
             "waiting for the VIPs: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items()))))
     except progress.Timeout as exc:
         raise SystemExit(_failure(f"VIPs not settled ({exc})", exc.detail,
-                                  hint="see keepalived's messages: make logs S=lb1 (or dblb1)")) from exc
+                                  hint="see keepalived's messages: make logs NODE=lb1 (or dblb1)")) from exc
     progress.ok("each VIP is held by exactly one load balancer")
 
 
 def wait_writer(timeout_s=None):
     """Wait (bounded) until one master takes writes and every db LB routes writes to it."""
     def check():
-        w = status.writers()
+        w = topology.writers()
         if len(w) != 1:
             reason = decider.view(decider.holder()).get("decision", "") if decider.holder() else ""
             return False, (", ".join(w) or "none") + (f"; decider: {reason}" if reason else "")
@@ -88,8 +90,8 @@ def wait_writer(timeout_s=None):
                             describe=lambda w: progress.step(f"waiting for one writable master (now: {w})"))
     except progress.Timeout as exc:
         raise SystemExit(_failure(f"no single writer ({exc})", {"writable masters": exc.detail},
-                                  hint="see the db LBs' messages: make logs S=dblb1")) from exc
-    progress.ok(f"writes go to {status.writers()[0]}")
+                                  hint="see the db LBs' messages: make logs NODE=dblb1")) from exc
+    progress.ok(f"writes go to {topology.writers()[0]}")
 
 
 def serve_every_web_node():
@@ -103,13 +105,14 @@ def serve_every_web_node():
 def _failure(what, items, hint=None):
     lines = [f"❌ {what}:"]
     for name, state in sorted(items.items()):
-        lines.append(f"   {name}: {state} — " + (hint or f"see its logs: make logs S={name}"))
+        lines.append(f"   {name}: {state} — " + (hint or f"see its logs: make logs NODE={name}"))
     return "\n".join(lines)
 
 
 def up():
     """Build what is missing, start, wait for health and replication, show the lab."""
     started = time.monotonic()
+    composegen.write()
     secrets.ensure()
     build.all_images()
     tls.ensure()

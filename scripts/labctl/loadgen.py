@@ -72,6 +72,38 @@ def percentiles(values):
             "p999_ms": round(pick(0.999), 2), "max_ms": round(v[-1] * 1000, 2)}
 
 
+async def _closed_loop(one, end, connections):
+    """CONNECTIONS clients, each sending its next request when the last is answered; return how many were sent."""
+    sent = 0
+
+    async def worker():
+        nonlocal sent
+        while time.perf_counter() < end:
+            sent += 1
+            await one(time.perf_counter())
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return sent
+
+
+async def _open_loop(one, start, end, rate, timeout):
+    """RATE requests per second, each sent when due whatever the answers; return how many were sent."""
+    tasks, sent, interval = set(), 0, 1.0 / rate
+    while True:
+        due = start + sent * interval
+        if due >= end:
+            break
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = asyncio.ensure_future(one(due))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        sent += 1
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout + 1)
+    return sent
+
+
 async def run(url, rate=100, duration=10, connections=16, closed=False, timeout=5, headers=(), paths=()):
     """Drive the load; return the result dict.
 
@@ -105,29 +137,7 @@ async def run(url, rate=100, duration=10, connections=16, closed=False, timeout=
             errors += 1
         timeline.append((round(due - start, 4), round((done - due) * 1000, 2), ok))
 
-    tasks, sent = set(), 0
-    if closed:
-        async def worker():
-            nonlocal sent
-            while time.perf_counter() < end:
-                sent += 1
-                await one(time.perf_counter())
-        await asyncio.gather(*(worker() for _ in range(connections)))
-    else:
-        interval = 1.0 / rate
-        while True:
-            due = start + sent * interval
-            if due >= end:
-                break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            t = asyncio.ensure_future(one(due))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-            sent += 1
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout + 1)
+    sent = await (_closed_loop(one, end, connections) if closed else _open_loop(one, start, end, rate, timeout))
     elapsed = max(time.perf_counter() - start, 1e-9)
     for c in idle:
         c.close()

@@ -1,7 +1,7 @@
 """Operator actions on a running lab: scale the web tier, move writes (failback, promote)."""
-from . import compose, containers, decider, haproxy, lifecycle, progress, settings, status
+from . import compose, containers, decider, haproxy, lifecycle, progress, topology
 
-WEB_NODES = tuple(f"web{i}" for i in range(1, settings.MAX_WEB_NODES + 1))
+WEB_NODES = topology.WEB_NODES
 
 
 def _lbs():
@@ -22,8 +22,8 @@ def _wait_lb_state(nodes, wanted, timeout_s=30):
 
 def scale(n):
     """Run web1..webN and no other web node; new nodes get traffic, removed ones are drained first."""
-    if not 1 <= n <= settings.MAX_WEB_NODES:
-        raise SystemExit(f"❌ WEB must be between 1 and {settings.MAX_WEB_NODES}")
+    if not 1 <= n <= len(WEB_NODES):
+        raise SystemExit(f"❌ WEB must be between 1 and {len(WEB_NODES)}")
     running = {containers.node_of(c) for c in containers.find(role="web")}
     add = [w for w in WEB_NODES[:n] if w not in running]
     remove = [w for w in WEB_NODES[n:] if w in running]
@@ -66,19 +66,20 @@ def _idle(nodes):
 
 
 def failback(timeout_s=60):
-    """Move writes back to master1, through the deciding db LB (a planned switchover).
+    """Move writes back to the usual writer (master1), through the deciding db LB (a planned switchover).
 
-    The decider fences master2 (read_only on, app sessions cut), waits until
-    master1 has applied everything master2 wrote, then promotes master1; if
-    master1 cannot catch up in time, master2 takes writes again. It refuses
-    up front when master1 is not keeping up (a partition, a broken link).
+    The decider fences the current writer (read_only on, app sessions cut),
+    waits until the usual writer has applied everything the other wrote,
+    then promotes it; if it cannot catch up in time, the other takes writes
+    again. It refuses up front when the usual writer is not keeping up (a
+    partition, a broken link).
     """
-    promote("master1", timeout_s=timeout_s)
+    promote(topology.USUAL_WRITER, timeout_s=timeout_s)
 
 
 def promote(node, force=False, timeout_s=60):
     """Make NODE the writer (make promote); FORCE skips the checks that no acknowledged write is lost."""
-    if status.writers() == [node]:
+    if topology.writers() == [node]:
         progress.ok(f"writes already go to {node}; nothing to do")
         return
     if force:
@@ -90,5 +91,5 @@ def promote(node, force=False, timeout_s=60):
         raise SystemExit(f"❌ {message}")
     progress.ok(message)
     lifecycle.wait_writer(timeout_s)
-    if status.writers() != [node]:
-        raise SystemExit(f"❌ writes went to {status.writers()} instead of {node}; see make logs S=dblb1")
+    if topology.writers() != [node]:
+        raise SystemExit(f"❌ writes went to {topology.writers()} instead of {node}; see make logs NODE=dblb1")

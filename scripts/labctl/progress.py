@@ -1,5 +1,4 @@
 """Progress lines and bounded polling shared by every labctl command."""
-import sys
 import threading
 import time
 
@@ -12,11 +11,6 @@ def step(msg):
 def ok(msg):
     """Report a step that succeeded."""
     print(f"✔ {msg}", flush=True)
-
-
-def fail(msg):
-    """Report a failure on stderr."""
-    print(f"❌ {msg}", file=sys.stderr, flush=True)
 
 
 class Timeout(Exception):

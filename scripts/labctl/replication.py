@@ -7,7 +7,7 @@ mysql/bin/db-replicate; running that again changes nothing.
 """
 from dataclasses import dataclass
 
-from . import containers, dbnodes, settings
+from . import containers, dbnodes, topology
 
 
 @dataclass
@@ -44,8 +44,8 @@ class Link:
 
 
 def configure():
-    """Create and start every link of settings.REPLICATION_LINKS (idempotent)."""
-    for replica, sources in settings.REPLICATION_LINKS.items():
+    """Create and start every link of the topology (idempotent)."""
+    for replica, sources in topology.REPLICATION_LINKS.items():
         code, out = containers.sh(containers.get(replica), ["db-replicate", *sources])
         if code != 0:
             raise dbnodes.DbError(f"{replica}: db-replicate failed: {out.strip()}")
@@ -56,7 +56,7 @@ def configure():
 def links():
     """Return the state of every expected link, including ones that are missing."""
     result = []
-    for replica, sources in settings.REPLICATION_LINKS.items():
+    for replica, sources in topology.REPLICATION_LINKS.items():
         try:
             rows = {r["Connection_name"]: r for r in dbnodes.query(replica, "SHOW ALL SLAVES STATUS")}
         except dbnodes.DbError as exc:

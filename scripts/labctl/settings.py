@@ -33,18 +33,7 @@ IMAGES = {
 SECRETS = ("mysql_app_password", "mysql_repl_password", "mysql_monitor_password",
            "lb_cookie_key", "lb_admin_password", "app_admin_password", "db_agent_secret")
 
-# Web nodes beyond the standard three, started only by `make scale WEB=n`
-# (compose profile "scale"); the LBs know all eight names.
-MAX_WEB_NODES = 8
-SCALE_NODES = tuple(f"web{i}" for i in range(4, MAX_WEB_NODES + 1))
-
-# Replication topology: replica -> the sources it pulls from. slave1 pulls
-# from both masters, so it keeps receiving every write while either is down.
-REPLICATION_LINKS = {
-    "master1": ("master2",),
-    "master2": ("master1",),
-    "slave1": ("master1", "master2"),
-}
+# Nodes, roles, VIPs and replication links: labctl/topology.py.
 
 
 def image(name):

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from . import containers, settings, status
+from . import containers, settings, topology
 
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}/"
 
@@ -37,7 +37,7 @@ def down_marks(since):
 
 def run(clients=32, seconds=20, timeout_s=10):
     """Run the spike; return {answers, by_status, errors_5xx, rps, down_marks, writer_before/after}."""
-    writer_before = status.writers()
+    writer_before = topology.writers()
     since = datetime.datetime.now(datetime.timezone.utc)
     statuses, stop = [], threading.Event()
     threads = [threading.Thread(target=_visit_until, args=(stop, statuses, timeout_s), daemon=True)
@@ -55,4 +55,4 @@ def run(clients=32, seconds=20, timeout_s=10):
             "by_status": dict(sorted(collections.Counter(statuses).items())),
             "errors_5xx": sum(1 for s in statuses if s >= 500 or s == 0),
             "rps": round(len(statuses) / elapsed, 1), "down_marks": len(marks), "first_down_marks": marks[:5],
-            "writer_before": writer_before, "writer_after": status.writers()}
+            "writer_before": writer_before, "writer_after": topology.writers()}

@@ -105,9 +105,9 @@ from collections import namedtuple
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
-from labctl import settings
+from labctl import topology
 
-DB_NODES = tuple(settings.REPLICATION_LINKS)
+DB_NODES = topology.DB_NODES
 # Every table the workload writes; carts live in `sessions`.
 CHECKSUM_TABLES = ("users", "products", "orders", "order_items", "sessions")
 MAX_STATES = 512

@@ -3,7 +3,7 @@ import pytest
 
 from labctl import operations
 from chaos import report
-from chaos.nemesis import Nemesis
+from labctl.nemesis import Nemesis
 
 
 @pytest.fixture(scope="session")

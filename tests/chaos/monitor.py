@@ -4,10 +4,9 @@ The checker (chaos.checker) judges them: at most one writable master in
 every sample, and a writable master never lacks an order that was
 acknowledged, or seen on a writer, before the sample.
 """
-from labctl import dbnodes, progress
-from chaos.checker import DB_NODES
+from labctl import dbnodes, progress, topology
 
-MASTERS = tuple(n for n in DB_NODES if n.startswith("master"))
+MASTERS = topology.SOURCES
 
 
 class SafetySampler(progress.Background):

@@ -6,7 +6,7 @@ whose format the checker's docstring describes.
 """
 import time
 
-from labctl import dbnodes, progress
+from labctl import dbnodes, progress, topology
 from chaos.checker import CHECKSUM_TABLES, DB_NODES
 
 
@@ -18,9 +18,12 @@ def _positions(node):
 
 def _wait_for_convergence(timeout_s):
     """Wait (bounded) until every node executed what both masters had logged; return (target, positions, reached)."""
-    # Every node must have executed everything both masters had logged at
-    # this moment (their own GTID domains 1 and 2).
-    target = {1: _positions("master1").get(1, 0), 2: _positions("master2").get(2, 0)}
+    # Every node must have executed everything both sources had logged at
+    # this moment (in their own GTID domains, numbered like their server ids).
+    target = {}
+    for source in topology.SOURCES:
+        domain = topology.LAB.server_id(source)
+        target[domain] = _positions(source).get(domain, 0)
     positions, reached = {}, {}
 
     def converged():
@@ -61,7 +64,7 @@ def read_db(usernames, timeout_s=60):
     target, positions, reached = _wait_for_convergence(timeout_s)
     names = ",".join(f"'{n}'" for n in usernames)
     user_ids = {r["username"]: int(r["id"]) for r in
-                dbnodes.query("master1", f"SELECT id, username FROM lab.users WHERE username IN ({names})")}
+                dbnodes.query(topology.USUAL_WRITER, f"SELECT id, username FROM lab.users WHERE username IN ({names})")}
     return {"user_ids": user_ids,
             "orders": {node: _orders(node, names) for node in DB_NODES},
             "checksums": {node: _checksums(node) for node in DB_NODES},

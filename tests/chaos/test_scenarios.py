@@ -8,17 +8,21 @@ and writes are failed back to master1 (a planned switchover, judged like
 everything else); they stop; the checker compares the history and the
 samples with every DB node, and holds the fault and its recovery to the
 scenario's availability budget.
-Run them all with `make chaos`, one with `make chaos S=<name>`.
+Run them all with `make chaos`, one with `make chaos SCENARIO=<name>`.
 """
 import time
 from dataclasses import dataclass
 
 import pytest
 
-from labctl import containers, haproxy, operations, progress, spike, status
+from labctl import containers, haproxy, operations, progress, spike, topology
 from chaos import checker, report, snapshot
 from chaos.monitor import SafetySampler
 from chaos.workload import Workload
+
+# The lab's sources (masters) and read replica (slave), from its topology.
+FIRST, SECOND = topology.SOURCES
+[REPLICA] = topology.REPLICAS
 
 WARMUP_S = 4      # shopping before the fault
 HOLD_S = 8        # how long a fault lasts
@@ -40,12 +44,12 @@ WRITER_FAILOVER = {"failure_span_s": 3.0}
 
 
 def _writer():
-    [writer] = status.writers()
+    [writer] = topology.writers()
     return writer
 
 
 def _standby():
-    return "master2" if _writer() == "master1" else "master1"
+    return SECOND if _writer() == FIRST else FIRST
 
 
 def _hold(seconds=HOLD_S):
@@ -71,11 +75,11 @@ def _for_a_while(fault, seconds=HOLD_S):
 
 
 def kill_web_vip_holder(nz, w):
-    return _kill_for_a_while(nz, status.vip_holders("lb")[1][0])
+    return _kill_for_a_while(nz, topology.vip_holders("lb")[1][0])
 
 
 def kill_backup_lb(nz, w):
-    holder = status.vip_holders("lb")[1][0]
+    holder = topology.vip_holders("lb")[1][0]
     return _kill_for_a_while(nz, "lb2" if holder == "lb1" else "lb1")
 
 
@@ -98,7 +102,7 @@ def kill_two_web_nodes(nz, w):
 
 
 def kill_active_dblb(nz, w):
-    return _kill_for_a_while(nz, status.vip_holders("dblb")[1][0])
+    return _kill_for_a_while(nz, topology.vip_holders("dblb")[1][0])
 
 
 def kill_write_master(nz, w):
@@ -111,7 +115,7 @@ def kill_standby_master(nz, w):
 
 
 def kill_slave(nz, w):
-    return _kill_for_a_while(nz, "slave1")
+    return _kill_for_a_while(nz, REPLICA)
 
 
 def kill_memcached(nz, w):
@@ -129,7 +133,7 @@ def pause_write_master(nz, w):
 
 
 def partition_masters(nz, w):
-    return _for_a_while(nz.partition("master1", ["master2"]))
+    return _for_a_while(nz.partition(FIRST, [SECOND]))
 
 
 def partition_masters_then_kill_writer(nz, w):
@@ -144,22 +148,22 @@ def partition_masters_then_kill_writer(nz, w):
 
 
 def failback_while_masters_are_partitioned(nz, w):
-    operations.promote("master2")
-    cut = nz.partition("master1", ["master2"])
+    operations.promote(SECOND)
+    cut = nz.partition(FIRST, [SECOND])
     _hold(2)  # master1's newest heartbeat from master2 grows old
     with pytest.raises(SystemExit, match="not keeping up"):
         operations.failback()
-    assert status.writers() == ["master2"], "a refused failback must leave the writer in place"
+    assert topology.writers() == [SECOND], "a refused failback must leave the writer in place"
     return _for_a_while(cut, HOLD_S - 2)
 
 
 def cut_active_dblb_from_writer(nz, w):
     # Asymmetric: the deciding db LB cannot reach the writer; everyone else can.
-    return _for_a_while(nz.partition(status.vip_holders("dblb")[1][0], [_writer()]))
+    return _for_a_while(nz.partition(topology.vip_holders("dblb")[1][0], [_writer()]))
 
 
 def slow_slave(nz, w):
-    return _for_a_while(nz.slow("slave1", 200))
+    return _for_a_while(nz.slow(REPLICA, 200))
 
 
 def load_spike(nz, w):

@@ -7,8 +7,12 @@ import urllib.request
 
 import pytest
 
-from labctl import containers, lifecycle, operations, progress, settings, status
+from labctl import containers, lifecycle, operations, progress, settings, topology
 from labtest import Client, app_sql
+
+# The lab's sources (masters) and read replica (slave), from its topology.
+FIRST, SECOND = topology.SOURCES
+[REPLICA] = topology.REPLICAS
 
 CA = str(settings.SECRETS_DIR / "tls" / "ca.crt")
 HTTPS = f"https://127.0.0.1:{settings.HTTPS_PORT}"
@@ -23,14 +27,14 @@ def heal(lab):
 
 def vip_holder(role):
     """Return the node holding ROLE's VIP, asserting there is exactly one."""
-    _, holders = status.vip_holders(role)
+    _, holders = topology.vip_holders(role)
     assert len(holders) == 1, f"{role} VIP held by {holders}"
     return holders[0]
 
 
 def wait_vip_moves_to(role, node, timeout_s=15):
     """Wait until NODE alone holds ROLE's VIP."""
-    progress.wait_until(lambda: (status.vip_holders(role)[1] == [node], status.vip_holders(role)[1]),
+    progress.wait_until(lambda: (topology.vip_holders(role)[1] == [node], topology.vip_holders(role)[1]),
                         timeout_s, interval_s=0.2)
 
 
@@ -86,7 +90,7 @@ def test_a_killed_lb_started_again_rejoins_as_backup(heal, role, pair):
     lifecycle.wait_healthy([holder])
     # No preemption, no flapping: the survivor keeps the VIP, alone.
     for _ in range(10):
-        assert status.vip_holders(role)[1] == [survivor]
+        assert topology.vip_holders(role)[1] == [survivor]
         time.sleep(0.5)
 
 
@@ -147,27 +151,27 @@ def test_a_client_over_the_rate_limit_gets_429_while_another_is_served(lab):
 def _write_master():
     server_id, error = app_sql(3306, "SELECT 1")
     assert error is None
-    return {1: "master1", 2: "master2"}[server_id]
+    return {1: FIRST, 2: SECOND}[server_id]
 
 
 def test_writes_move_when_the_active_master_dies_and_fail_back_only_when_told(heal, client):
     operations.failback()  # start from the usual state: writes on master1
-    assert _write_master() == "master1"
-    containers.get("master1").kill()
-    progress.wait_until(lambda: (_safe_write_master() == "master2", None), 30, interval_s=0.5)
+    assert _write_master() == FIRST
+    containers.get(FIRST).kill()
+    progress.wait_until(lambda: (_safe_write_master() == SECOND, None), 30, interval_s=0.5)
     assert wait_ok(lambda: client.get("/")).status_code == 200
 
-    containers.get("master1").start()
-    lifecycle.wait_healthy(["master1"])
+    containers.get(FIRST).start()
+    lifecycle.wait_healthy([FIRST])
     lifecycle.wait_replication()
     for _ in range(6):  # master1 is back and healthy, yet writes stay on master2
-        assert _write_master() == "master2"
+        assert _write_master() == SECOND
         time.sleep(0.5)
 
     result = subprocess.run(["make", "failback"], cwd=settings.ROOT, capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert _write_master() == "master1"
+    assert _write_master() == FIRST
 
 
 def _safe_write_master():

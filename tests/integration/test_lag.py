@@ -18,9 +18,13 @@ import time
 
 import pytest
 
-from labctl import containers, dbnodes, lag, progress, replication, settings
+from labctl import containers, dbnodes, lag, progress, replication, settings, topology
 
-LINKS = {("master2", "master1"), ("master1", "master2"), ("master1", "slave1"), ("master2", "slave1")}
+# The lab's sources (masters) and read replica (slave), from its topology.
+FIRST, SECOND = topology.SOURCES
+[REPLICA] = topology.REPLICAS
+
+LINKS = set(topology.LINKS)
 JSON_KEYS = {"source", "replica", "lag_ms", "seconds_behind_master", "io_running", "sql_running",
              "last_error"}
 HEAL_TIMEOUT_S = 60
@@ -183,7 +187,7 @@ def newest_row_age_ms(node, load, at):
 def test_a_stopped_sql_thread_shows_as_lag_where_seconds_behind_master_says_null(lab, steady_writes):
     # Both of slave1's SQL threads: with one stopped, the other link would
     # still apply every master's writes (each master relays the other's).
-    with stopped("slave1", "ALL SLAVES SQL_THREAD"):
+    with stopped(REPLICA, "ALL SLAVES SQL_THREAD"):
         time.sleep(3)
         code, rows = make_lag_json()
         # Independent figure, read while slave1 is still frozen: how old the
@@ -191,13 +195,13 @@ def test_a_stopped_sql_thread_shows_as_lag_where_seconds_behind_master_says_null
         # (Polling for a new row cannot time a frozen replica: once it
         # resumes it applies seconds of backlog in tenths of a second, so a
         # poll that sees the row a few ms late sees much newer data too.)
-        by_row = {load.node: newest_row_age_ms("slave1", load, rows[(load.node, "slave1")]["measured_at"])
+        by_row = {load.node: newest_row_age_ms(REPLICA, load, rows[(load.node, REPLICA)]["measured_at"])
                   for load in steady_writes}
     recovered_s = wait_lag_under(1000, timeout_s=20)
 
     assert code != 0, "make lag must fail while a link is broken"
-    for source in ("master1", "master2"):
-        row = rows[(source, "slave1")]
+    for source in (FIRST, SECOND):
+        row = rows[(source, REPLICA)]
         assert row["broken"] and row["sql_running"] == "No", row
         assert row["lag_ms"] is not None and row["lag_ms"] >= 2500, row
         # What the server itself says about the same 3 s: nothing.
@@ -208,14 +212,14 @@ def test_a_stopped_sql_thread_shows_as_lag_where_seconds_behind_master_says_null
         # a beat plus scheduling jitter.
         assert abs(row["lag_ms"] + lag.STALL_GRACE_MS - by_row[source]) <= 200, \
             f"{source} -> slave1: heartbeat {row['lag_ms']} ms, newest workload row {by_row[source]:.0f} ms"
-    stalled = min(rows[(s, "slave1")]["lag_ms"] for s in ("master1", "master2"))
-    for link in (("master1", "master2"), ("master2", "master1")):
+    stalled = min(rows[(s, REPLICA)]["lag_ms"] for s in (FIRST, SECOND))
+    for link in ((FIRST, SECOND), (SECOND, FIRST)):
         # The links that did not stop stay fresh: far below the stalled
         # ones (>= 2.5 s), whatever one busy reading says (one read 1067 ms
         # on a slower machine with this load running).
         assert not rows[link]["broken"] and rows[link]["lag_ms"] < stalled / 2, (rows[link], stalled)
     print("during the stall, heartbeat vs newest workload row (ms): " + ", ".join(
-        f"{s} -> slave1 {rows[(s, 'slave1')]['lag_ms']} vs {by_row[s]:.0f}" for s in by_row))
+        f"{s} -> slave1 {rows[(s, REPLICA)]['lag_ms']} vs {by_row[s]:.0f}" for s in by_row))
     print(f"every link back under 1 s lag {recovered_s:.1f} s after restarting the SQL threads")
 
 
@@ -223,7 +227,7 @@ def test_a_frozen_source_shows_as_lag_where_seconds_behind_master_says_0(lab):
     # master2 stops dead (frozen, connections open): its replicas' threads
     # still run and wait for events, so Seconds_Behind_Master reads 0 until
     # slave_net_timeout (3 s) drops the connection. Read before that.
-    master = containers.get("master2")
+    master = containers.get(SECOND)
     master.pause()
     try:
         time.sleep(1.5)
@@ -232,16 +236,16 @@ def test_a_frozen_source_shows_as_lag_where_seconds_behind_master_says_0(lab):
         master.unpause()
     wait_replication_running()
 
-    for replica in ("master1", "slave1"):
-        link = lags[("master2", replica)]
+    for replica in (FIRST, REPLICA):
+        link = lags[(SECOND, replica)]
         assert link.io_running == "Yes" and link.sql_running == "Yes", link
         assert link.seconds_behind_master == 0, link
         assert link.lag_ms is not None and link.lag_ms >= 1000, link
 
 
 @pytest.mark.parametrize("source, replica, only_path", [
-    pytest.param("master1", "master2", True, id="master1-master2-only-path"),
-    pytest.param("master1", "slave1", False, id="master1-slave1-relayed-by-master2"),
+    pytest.param(FIRST, SECOND, True, id="master1-master2-only-path"),
+    pytest.param(FIRST, REPLICA, False, id="master1-slave1-relayed-by-master2"),
 ])
 def test_a_link_whose_io_thread_is_stopped_is_reported_broken(lab, source, replica, only_path):
     with stopped(replica, f"SLAVE '{source}' IO_THREAD"):
@@ -282,15 +286,20 @@ def test_lag_agrees_with_a_probe_row(request, lab, source, replica, with_writes)
     # Both are one transaction's own delay from its source's stamp to being
     # applied here (the heartbeat's from its trigger, the row's from the
     # poll, 1 ms apart): the same thing, measured twice. One transaction may
-    # wait behind a slow fsync the other missed, so: the median within 10 ms.
-    assert statistics.median(abs(d) for d in diffs) <= 10, f"heartbeat minus probe row lag, ms: {diffs}"
+    # wait behind a slow fsync the other missed. Measured here: the median
+    # |difference| is 1-4 ms on a quiet host, 11-12 ms while a package
+    # install kept the host's disk busy. The bound, 25 ms, still catches a
+    # wrong figure (a beat's 100 ms period, a lag read from the wrong stamp
+    # or clock) without failing on a busy disk; the figure itself is
+    # reported where it belongs, in the test's output and README.
+    assert statistics.median(abs(d) for d in diffs) <= 25, f"heartbeat minus probe row lag, ms: {diffs}"
     print(f"{source} -> {replica}: heartbeat minus probe row lag {diffs} ms")
 
 
 def test_a_read_only_replica_writes_no_heartbeat(lab):
-    own = dbnodes.value("slave1", "SELECT COUNT(*) FROM lab.heartbeat WHERE server_id = @@server_id")
+    own = dbnodes.value(REPLICA, "SELECT COUNT(*) FROM lab.heartbeat WHERE server_id = @@server_id")
     assert own == "0"
-    assert dbnodes.value("slave1", "SELECT @@read_only") == "1"
+    assert dbnodes.value(REPLICA, "SELECT @@read_only") == "1"
 
 
 CLEAR = "\033[H\033[2J"
@@ -331,7 +340,7 @@ def test_watch_refreshes_until_interrupted(lab, as_json):
 
 
 def test_heartbeats_resume_after_a_master_restarts(lab):
-    master = containers.get("master2")
+    master = containers.get(SECOND)
     try:
         master.restart(timeout=30)
         progress.wait_until(lambda: (containers.health(master) == "healthy", None), HEAL_TIMEOUT_S)

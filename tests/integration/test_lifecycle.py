@@ -1,10 +1,14 @@
 """`make up` is idempotent, and `make down && make up` keeps data and replication."""
 import subprocess
 
-from labctl import containers, replication, settings
+from labctl import containers, replication, settings, topology
 from labtest import probe_count, wait_for_probe, write_probe
 
-DB_NODES = ("master1", "master2", "slave1")
+# The lab's sources (masters) and read replica (slave), from its topology.
+FIRST, SECOND = topology.SOURCES
+[REPLICA] = topology.REPLICAS
+
+DB_NODES = topology.DB_NODES
 
 
 def make(target, timeout_s=900):
@@ -28,7 +32,7 @@ def test_a_second_make_up_changes_nothing(lab):
 
 
 def test_down_then_up_keeps_data_and_replication(lab, probe_token):
-    write_probe("master1", probe_token)
+    write_probe(FIRST, probe_token)
     for node in DB_NODES:
         wait_for_probe(node, probe_token)
 
@@ -41,6 +45,6 @@ def test_down_then_up_keeps_data_and_replication(lab, probe_token):
         assert probe_count(node, probe_token) == 1, f"{node} lost data across make down/up"
     assert all(link.running for link in replication.links())
     after = probe_token + "-after"
-    write_probe("master2", after)
-    for node in ("master1", "slave1"):
+    write_probe(SECOND, after)
+    for node in (FIRST, REPLICA):
         wait_for_probe(node, after)

@@ -3,8 +3,9 @@ import subprocess
 
 import pytest
 
-from labctl import containers, settings, tls
-from labtest import BASE_URL, Client, addresses, can_connect
+from labctl import containers, settings, tls, topology
+from labctl.containers import addresses
+from labtest import BASE_URL, Client, can_connect
 
 # printf format: \\r\\n are CRLF for printf; the body does not matter (refused before it is read).
 PROMOTE = "POST /promote HTTP/1.0\\r\\nContent-Length: 2\\r\\n\\r\\n{}"
@@ -23,12 +24,8 @@ def test_the_nodes_metrics_and_readiness_are_not_public(lab, path, base):
 
 def _ca_extensions():
     """Return the lab CA's basic and name constraints, as openssl prints them (in a throwaway container)."""
-    out = containers.client().containers.run(
-        settings.image("haproxy"), ["openssl", "x509", "-noout", "-ext", "basicConstraints,nameConstraints",
-                                    "-in", "/tls/ca.crt"],
-        entrypoint=[], remove=True, network_mode="none",
-        volumes={str(tls.TLS_DIR): {"bind": "/tls", "mode": "ro"}})
-    return out.decode()
+    return containers.sidecar(["openssl", "x509", "-noout", "-ext", "basicConstraints,nameConstraints",
+                               "-in", "/tls/ca.crt"], volumes={str(tls.TLS_DIR): {"bind": "/tls", "mode": "ro"}})
 
 
 def test_the_lab_ca_can_vouch_only_for_localhost_and_its_key_is_gone(lab):
@@ -51,10 +48,11 @@ def _post_to_agent(from_node, to_node, secret=None):
 
 def test_a_db_agent_takes_actions_only_from_the_db_lbs_with_the_secret(lab):
     secret = (settings.SECRETS_DIR / "db_agent_secret").read_text().strip()
-    # slave1 shares the db network, knows the secret, and is still refused: not a db LB.
-    assert " 403 " in _post_to_agent("slave1", "master2", secret)
+    source = topology.SOURCES[1]
+    # The replica shares the db network, knows the secret, and is still refused: not a db LB.
+    assert " 403 " in _post_to_agent(topology.REPLICAS[0], source, secret)
     # A db LB without the secret is refused too.
-    assert " 403 " in _post_to_agent("dblb1", "master2")
+    assert " 403 " in _post_to_agent("dblb1", source)
 
 
 @pytest.mark.parametrize("vip_of, port", [pytest.param("dblb1", 3306, id="db-vip"),

@@ -1,11 +1,17 @@
 """The lab stands up: the topology, its networks, its VIPs and its replication."""
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
-from labctl import containers, replication, status
-from labtest import addresses, app_sql, can_connect, probe_count, wait_for_probe, write_probe
+from labctl import containers, settings, status, topology
+from labctl.containers import addresses
+from labtest import app_sql, can_connect, probe_count, wait_for_probe, write_probe
 
-WEB_NODES = {"web1", "web2", "web3"}
-DB_NODES = ("master1", "master2", "slave1")
+WEB_NODES = set(topology.WEB_NODES)
+DB_NODES = topology.DB_NODES
 
 
 def test_site_answers_through_the_gateway_with_the_serving_node(client):
@@ -52,16 +58,16 @@ def test_sticky_cookie_keeps_a_user_on_one_web_node(client):
 
 @pytest.mark.parametrize("role", ["lb", "dblb"])
 def test_exactly_one_node_of_each_lb_pair_holds_the_vip(lab, role):
-    vip, holders = status.vip_holders(role)
+    vip, holders = topology.vip_holders(role)
     assert vip
     assert len(holders) == 1, f"{vip} held by {holders}"
 
 
 @pytest.mark.parametrize("origin, others", [
-    pytest.param("master1", ("master2", "slave1"), id="from-master1"),
-    pytest.param("master2", ("master1", "slave1"), id="from-master2"),
+    pytest.param(source, tuple(n for n in topology.DB_NODES if n != source), id=f"from-{source}")
+    for source in topology.SOURCES
 ])
-def test_a_row_written_on_one_master_reaches_the_other_nodes(lab, probe_token, origin, others):
+def test_a_row_written_on_one_source_reaches_the_other_nodes(lab, probe_token, origin, others):
     write_probe(origin, probe_token)
     for node in others:
         wait_for_probe(node, probe_token)
@@ -70,15 +76,16 @@ def test_a_row_written_on_one_master_reaches_the_other_nodes(lab, probe_token, o
 def test_the_replica_refuses_writes_from_the_app_user(lab, probe_token):
     server_id, error = app_sql(
         3307, f"INSERT INTO replication_probe (origin, token) VALUES ('app', '{probe_token}')")
-    assert server_id == 3, "the read port should lead to slave1 while it is healthy"
-    assert error == 1290, "slave1 must refuse the app's write (read_only, ER_OPTION_PREVENTS_STATEMENT)"
-    assert probe_count("slave1", probe_token) == 0
+    [replica] = topology.REPLICAS
+    assert server_id == topology.LAB.server_id(replica), f"the read port should lead to {replica} while it is healthy"
+    assert error == 1290, f"{replica} must refuse the app's write (read_only, ER_OPTION_PREVENTS_STATEMENT)"
+    assert probe_count(replica, probe_token) == 0
 
 
-def test_the_write_port_leads_to_a_writable_master(lab, probe_token):
+def test_the_write_port_leads_to_the_writable_source(lab, probe_token):
     server_id, error = app_sql(
         3306, f"INSERT INTO replication_probe (origin, token) VALUES ('app', '{probe_token}')")
-    assert server_id in (1, 2)
+    assert server_id == topology.LAB.server_id(topology.writers()[0])
     assert error is None
     for node in DB_NODES:
         wait_for_probe(node, probe_token)
@@ -100,10 +107,9 @@ def test_a_web_node_reaches_the_db_vip(lab, port):
 # operators' console (admin) only the LBs' stats ports.
 UNREACHABLE = [
     *[("gateway", target, port) for target, port in (
-        ("master1", 3306), ("master2", 3306), ("slave1", 3306), ("web1", 8000), ("memcached1", 11211),
-        ("dblb1", 3306))],
+        *[(n, 3306) for n in topology.DB_NODES], ("web1", 8000), ("memcached1", 11211), ("dblb1", 3306))],
     *[("admin", target, port) for target, port in (
-        ("master1", 3306), ("slave1", 3306), ("web1", 8000), ("memcached1", 11211), ("dblb1", 3306),
+        *[(n, 3306) for n in topology.DB_NODES], ("web1", 8000), ("memcached1", 11211), ("dblb1", 3306),
         ("lb1", 80))],
 ]
 
@@ -128,7 +134,18 @@ def test_only_loopback_ports_are_published(lab):
 
 
 def test_every_node_is_healthy_and_every_replication_link_runs(lab):
-    unhealthy = [(n, h) for n, _, h in status.nodes() if h != "healthy"]
-    assert not unhealthy
-    broken = [l for l in replication.links() if not l.running]
-    assert not broken
+    state = status.collect()
+    assert not [n for n in state["nodes"] if n["health"] != "healthy"]
+    assert not [link for link in state["links"] if link["state"] != "running"]
+    assert {(link["source"], link["replica"]) for link in state["links"]} == set(topology.LINKS)
+    assert state["healthy"] and len(state["writers"]) == 1
+
+
+def test_status_json_is_the_state_a_script_can_read(lab):
+    out = subprocess.run([sys.executable, "-m", "labctl", "status", "--json"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(settings.ROOT / "scripts")}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout)
+    assert {n["node"] for n in state["nodes"]} >= set(topology.DB_NODES) | set(topology.WEB_NODES[:3])
+    assert state["vips"]["lb"]["vip"] == topology.VIPS["lb"] and len(state["vips"]["lb"]["holders"]) == 1
+    assert state["writers"] == topology.writers()

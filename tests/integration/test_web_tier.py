@@ -5,10 +5,14 @@ import time
 
 import pytest
 
-from labctl import containers, dbnodes, progress
+from labctl import containers, dbnodes, progress, topology
 from labctl import secrets as lab_secrets
 from labtest import Client
 from unit.bad_input import CASES
+
+# The lab's sources (masters) and read replica (slave), from its topology.
+FIRST, SECOND = topology.SOURCES
+[REPLICA] = topology.REPLICAS
 
 HEAL_TIMEOUT_S = 90
 PASSWORD = "integration password"
@@ -164,7 +168,7 @@ def senders():
 
 def writer():
     """Return the master that takes writes now (the one not read-only)."""
-    for node in ("master1", "master2"):
+    for node in (FIRST, SECOND):
         with contextlib.suppress(dbnodes.DbError):
             if dbnodes.value(node, "SELECT @@read_only") == "0":
                 return node
@@ -195,7 +199,7 @@ def test_bad_input_gets_a_4xx_and_writes_nothing(lab, senders, who, method, path
     assert snapshot(senders["user"]) == before
 
 
-DB_NODES = ("master1", "master2", "slave1")
+DB_NODES = topology.DB_NODES
 REPLICATION_TIMEOUT_S = 30
 
 
@@ -212,10 +216,10 @@ def test_an_order_is_identical_on_every_db_node(lab, client):
 
     def identical():
         copies = {node: dbnodes.query(node, sql) for node in DB_NODES}
-        return all(len(rows) == 2 and rows == copies["master1"] for rows in copies.values()), copies
+        return all(len(rows) == 2 and rows == copies[FIRST] for rows in copies.values()), copies
 
     copies = progress.wait_until(identical, REPLICATION_TIMEOUT_S, interval_s=0.5)
-    assert [(row["product_id"], row["qty"]) for row in copies["slave1"]] == [("2", "3"), ("9", "1")]
+    assert [(row["product_id"], row["qty"]) for row in copies[REPLICA]] == [("2", "3"), ("9", "1")]
 
 
 def test_the_home_page_tells_a_browser_its_node_lb_and_session(lab, client):

@@ -12,12 +12,16 @@ import pytest
 import requests
 
 from chaos.monitor import SafetySampler
-from chaos.nemesis import Nemesis
-from labctl import dbnodes, decider, haproxy, lifecycle, operations, progress, replication, spike, status
+from labctl.nemesis import Nemesis
+from labctl import dbnodes, decider, haproxy, lifecycle, operations, progress, replication, spike, topology
 from labtest import Client
 
-MASTERS = ("master1", "master2")
-DB_NODES = ("master1", "master2", "slave1")
+# The lab's sources (masters) and read replica (slave), from its topology.
+FIRST, SECOND = topology.SOURCES
+[REPLICA] = topology.REPLICAS
+
+MASTERS = topology.SOURCES
+DB_NODES = topology.DB_NODES
 LOAD_CLIENTS = 32
 LOAD_S = 20
 # The issue's bar for a load spike: at most 0.5 % of answers may be 5xx.
@@ -121,7 +125,7 @@ def assert_every_order_once_everywhere(shoppers):
             return len(found) == len(set(ids)), len(set(ids)) - len(found)
         progress.wait_until(present, 60, interval_s=1)
         assert set(orders_on(node, ids).values()) <= {1}
-    keyed = dbnodes.query("master1", "SELECT user_id, idempotency_key, COUNT(*) AS n FROM lab.orders "
+    keyed = dbnodes.query(FIRST, "SELECT user_id, idempotency_key, COUNT(*) AS n FROM lab.orders "
                           "WHERE idempotency_key IN (" + ",".join(f"'{k}'" for k in keys) + ") "
                           "GROUP BY user_id, idempotency_key HAVING n > 1") if keys else []
     assert not keyed, f"a checkout retried with its key made two orders: {keyed[:3]}"
@@ -130,7 +134,7 @@ def assert_every_order_once_everywhere(shoppers):
 
 
 def test_a_writer_cut_off_from_its_standby_then_killed_hides_no_acknowledged_order(nemesis):
-    writer = status.writers()[0]
+    writer = topology.writers()[0]
     standby = next(m for m in MASTERS if m != writer)
     shoppers = [Shopper() for _ in range(3)]
     with writer_sampler() as sampler, contextlib.ExitStack() as stack:
@@ -165,23 +169,23 @@ def status_decision():
 
 
 def test_failback_during_a_master_partition_is_refused_and_writes_stay(nemesis):
-    operations.promote("master2")
-    assert status.writers() == ["master2"]
-    nemesis.partition("master1", ["master2"])
+    operations.promote(SECOND)
+    assert topology.writers() == [SECOND]
+    nemesis.partition(FIRST, [SECOND])
     time.sleep(2)  # master1's newest heartbeat from master2 grows old
     with pytest.raises(SystemExit, match="not keeping up"):
         operations.failback()
-    assert status.writers() == ["master2"], "a refused failback must leave the writer in place"
+    assert topology.writers() == [SECOND], "a refused failback must leave the writer in place"
     with Client() as c:
         assert c.get("/").status_code == 200, "writes must still work on master2"
 
 
 def test_a_killed_writer_is_replaced_and_the_lab_heals(nemesis):
-    writer = status.writers()[0]
+    writer = topology.writers()[0]
     with writer_sampler() as sampler:
         nemesis.kill(writer)
         lifecycle.wait_writer(30)
-        assert status.writers() == [next(m for m in MASTERS if m != writer)]
+        assert topology.writers() == [next(m for m in MASTERS if m != writer)]
         with Client() as c:
             assert c.get("/").status_code == 200
     sampler.assert_one_writer_at_most()

@@ -1,4 +1,4 @@
-"""The nemesis: named faults, each with its heal.
+"""The nemesis: named faults, each with its heal, for `make chaos`, `make bench` and failover-times.
 
 Every fault is a Fault object whose heal() undoes it; Nemesis remembers
 what it did so that heal_all() (called from a finaliser) undoes everything
@@ -6,7 +6,8 @@ whatever happened in between. All faults act through the Docker API:
   kill / start          SIGKILL a container; start it again
   pause / unpause       freeze a container (cgroup freezer): a gray failure
   partition / rejoin    drop traffic between a node and some peers (iptables
-                        in the node's network namespace, from a sidecar)
+                        in the node's network namespace, from a sidecar:
+                        haproxy/bin/lab-net)
   slow / fast           add latency to a node's network: netem where the
                         kernel has it, else a delay in the db LBs' read path
   restart_lab           `make down && make up`
@@ -15,25 +16,13 @@ import subprocess
 
 import docker
 
-from labctl import containers, haproxy, lifecycle, settings
-
-SIDECAR_IMAGE = settings.image("haproxy")  # has iptables and tc
-
-
-def sidecar(node, script):
-    """Run SCRIPT (bash) in NODE's network namespace with NET_ADMIN; return its output."""
-    target = containers.get(node)
-    out = containers.client().containers.run(
-        SIDECAR_IMAGE, ["bash", "-c", script], entrypoint=[], remove=True,
-        network_mode=f"container:{target.id}", cap_add=["NET_ADMIN"], stderr=True)
-    return out.decode("utf-8", "replace")
+from . import containers, haproxy, lifecycle, settings
+from .containers import addresses
 
 
-def addresses(node):
-    """Return NODE's IPv4 addresses on every network."""
-    c = containers.get(node)
-    c.reload()
-    return [n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values() if n["IPAddress"]]
+def sidecar(node, cmd):
+    """Run CMD in NODE's network namespace with NET_ADMIN; return its output."""
+    return containers.sidecar(cmd, node=node)
 
 
 class Fault:
@@ -76,27 +65,22 @@ class Nemesis:
         lifecycle.restore(containers.get(node))
 
     def partition(self, node, peers):
-        """Drop all traffic between NODE and PEERS, both ways."""
-        rules = [f"-s {ip}" for p in peers for ip in addresses(p)]
-        script = " && ".join(f"iptables -I INPUT {r} -j DROP && iptables -I OUTPUT {r.replace('-s', '-d')} -j DROP"
-                             for r in rules)
-        sidecar(node, script)
+        """Drop all traffic between NODE and PEERS, both ways (haproxy/bin/lab-net in NODE's namespace)."""
+        peer_addresses = [ip for p in peers for ip in addresses(p)]
+        sidecar(node, ["lab-net", "cut", *peer_addresses])
 
         def rejoin():
             self.log(f"   nemesis: rejoin {node} with {', '.join(peers)}")
-            undo = " ; ".join(f"iptables -D INPUT {r} -j DROP ; iptables -D OUTPUT {r.replace('-s', '-d')} -j DROP"
-                              for r in rules)
-            sidecar(node, undo + " ; true")
+            sidecar(node, ["lab-net", "join", *peer_addresses])
         return self._record(f"partition {node} from {', '.join(peers)}", rejoin)
 
     def slow(self, node, delay_ms):
         """Add DELAY_MS of latency to NODE's network (netem), or to the read path to it."""
-        out = sidecar(node, f"tc qdisc add dev eth0 root netem delay {delay_ms}ms 2>&1 || echo NO-NETEM")
-        if "NO-NETEM" not in out:
+        if "no-netem" not in sidecar(node, ["lab-net", "slow", str(int(delay_ms))]):
             return self._record(f"slow {node} by {delay_ms} ms (netem)",
-                                lambda: sidecar(node, "tc qdisc del dev eth0 root ; true"))
+                                lambda: sidecar(node, ["lab-net", "fast"]))
         # No netem in this kernel: delay every new read connection at the db
-        # LBs instead (haproxy/conf/delay.lua), the path to slave1 that users feel.
+        # LBs instead (haproxy/conf/delay.lua), the path to the replica that users feel.
         self._set_read_delay(delay_ms)
         return self._record(f"slow the read path to {node} by {delay_ms} ms (HAProxy delay; no netem here)",
                             lambda: self._set_read_delay(0))
@@ -121,7 +105,7 @@ class Nemesis:
         for fault in reversed(self.faults):
             try:
                 fault.heal()
-            except (docker.errors.APIError, LookupError, haproxy.RuntimeError_) as exc:
+            except (docker.errors.APIError, LookupError, RuntimeError, haproxy.RuntimeError_) as exc:
                 self.log(f"   nemesis: healing {fault.name} failed: {exc}")
         lifecycle.heal()
 

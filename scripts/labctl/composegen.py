@@ -1,0 +1,90 @@
+"""Render the topology's parts of compose/docker-compose.yml from labctl/topology.py.
+
+The compose file stays a readable, commented file; only the blocks between
+`# <topology:NAME>` and `# </topology:NAME>` are generated: the node names
+the LBs and the decider are given, the web and DB node services, and the
+DB nodes' volumes. `make up` rewrites them when topology.py changed, and
+tests/unit/test_one_topology.py fails when the committed file is stale.
+"""
+import re
+
+from . import progress, settings, topology
+
+# Compose substitutes it, so the file works for any LAB_NET.
+NET = "${LAB_NET:-172.28}"
+BLOCK = re.compile(r"^(?P<indent>[ ]*)# <topology:(?P<name>[\w-]+)>.*?\n(?P<body>.*?)^[ ]*# </topology:(?P=name)>",
+                   re.M | re.S)
+
+
+def _names(t):
+    agents = ",".join(f"{n}={t.db_address(n, NET)}" for n in t.db_nodes)
+    return [
+        "x-topology:",
+        f'  web-nodes: &web-node-names "{",".join(t.web_nodes)}"',
+        f'  db-sources: &db-sources "{",".join(t.sources)}"',
+        f'  db-replicas: &db-replicas "{",".join(t.replicas)}"',
+        f'  db-agents: &db-agents "{agents}"',
+        f'  web-vip: &web-vip "{NET}.{topology.VIP_SUFFIXES["lb"]}"',
+        f'  db-vip: &db-vip "{NET}.{topology.VIP_SUFFIXES["dblb"]}"',
+    ]
+
+
+def _web_nodes(t):
+    lines = []
+    for i, node in enumerate(t.web_nodes):
+        lines += [f"  {node}:", "    <<: *web-node"]
+        if i >= t.standard_web_nodes:
+            lines.append("    profiles: [scale]")
+        lines += [f"    labels: {{lab.role: web, lab.node: {node}}}",
+                  f"    environment: {{<<: *web-env, LAB_NODE: {node}}}", ""]
+    return lines[:-1]
+
+
+def _db_nodes(t):
+    lines = []
+    for node in t.db_nodes:
+        source = node in t.sources
+        peer = t.other_source(node) if source else ""
+        peer_addr = t.db_address(peer, NET) if source else ""
+        lines += [
+            f"  {node}:",
+            "    <<: *db-node",
+            f"    labels: {{lab.role: {'db-source' if source else 'db-replica'}, lab.node: {node}}}",
+            f"    environment: {{<<: *db-env, LAB_NODE: {node}, DB_ROLE: {'source' if source else 'replica'}, "
+            f'DB_SERVER_ID: "{t.server_id(node)}", DB_PEER: "{peer}", DB_PEER_ADDR: "{peer_addr}"}}',
+            "    networks:",
+            f'      db: {{ipv4_address: "{t.db_address(node, NET)}"}}',
+            f'    volumes: ["{node}-data:/var/lib/mysql"]',
+            "",
+        ]
+    return lines[:-1]
+
+
+def _volumes(t):
+    return [f"  {node}-data:" for node in t.db_nodes]
+
+
+RENDERERS = {"names": _names, "web-nodes": _web_nodes, "db-nodes": _db_nodes, "volumes": _volumes}
+
+
+def render(text, t=topology.LAB):
+    """Return TEXT (a compose file) with every topology block rendered from T."""
+    def block(m):
+        body = "\n".join(RENDERERS[m.group("name")](t))
+        start, end = m.group(0).split("\n", 1)[0], m.group(0).rsplit("\n", 1)[1]
+        return f"{start}\n{body}\n{end}"
+    rendered, count = BLOCK.subn(block, text)
+    if count != len(RENDERERS):
+        raise ValueError(f"{settings.COMPOSE_FILE} has {count} topology blocks, expected {len(RENDERERS)}")
+    return rendered
+
+
+def write():
+    """Bring compose/docker-compose.yml in line with topology.py; return True when it changed."""
+    current = settings.COMPOSE_FILE.read_text(encoding="utf-8")
+    rendered = render(current)
+    if rendered == current:
+        return False
+    settings.COMPOSE_FILE.write_text(rendered, encoding="utf-8")
+    progress.ok(f"{settings.COMPOSE_FILE.relative_to(settings.ROOT)}: nodes rendered from scripts/labctl/topology.py")
+    return True

@@ -1,0 +1,147 @@
+"""`make console`, end to end: a real headless Chromium drives the page while the lab runs.
+
+The console is started as a user would (`python -m labctl console`), its
+URL (with the token) read from what it prints. Chromium and chromedriver
+are Debian's (`.ci/run` installs them), driven with selenium.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException, TimeoutException,
+                                        WebDriverException)
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from labctl import containers, lifecycle, settings, topology
+
+PORT = 8405
+REPORT_DIR = settings.ROOT / "reports" / "console"
+
+
+@pytest.fixture(scope="module")
+def console(lab):
+    """Run the console as `make console` does; yield its URL (with the token); stop it with Ctrl-C."""
+    env = {**os.environ, "PYTHONPATH": str(settings.ROOT / "scripts")}
+    env.pop("LAB_CONSOLE_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "console", "--port", str(PORT)], cwd=settings.ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()  # the first line is the URL (bounded by the page load below)
+        m = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
+        assert m, f"the console printed no URL: {line!r}"
+        yield m.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's chromium and chromedriver)."""
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1300"):
+        options.add_argument(arg)
+    try:
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    except WebDriverException as exc:
+        pytest.fail(f"cannot start headless Chromium ({exc.msg}); install Debian's chromium and chromium-driver")
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, what, timeout_s, check):
+    """Wait (bounded) until CHECK(driver) is truthy; fail naming WHAT."""
+    # The page redraws every second: an element read during a redraw is
+    # stale or briefly missing, which only means "look again".
+    waiter = WebDriverWait(driver, timeout_s, poll_frequency=0.1,
+                           ignored_exceptions=(StaleElementReferenceException, NoSuchElementException))
+    try:
+        return waiter.until(check)
+    except TimeoutException as exc:
+        raise AssertionError(f"within {timeout_s} s: {what}") from exc
+
+
+def shown_nodes(driver):
+    return {e.get_attribute("data-node") for e in driver.find_elements(By.CSS_SELECTOR, "#diagram g.node")}
+
+
+def test_the_console_shows_the_lab_and_moves_the_vip_when_its_holder_is_killed(console, browser):
+    browser.get(console)
+    running = {containers.node_of(c) for c in containers.find()}
+    wait(browser, f"the diagram shows every running node {sorted(running)}", 20,
+         lambda d: running <= shown_nodes(d))
+    _, [holder] = topology.vip_holders("lb")
+    [other] = [lb for lb in topology.LB_PAIRS["lb"] if lb != holder]
+    wait(browser, f"the diagram shows the web VIP on {holder}", 10,
+         lambda d: d.find_element(By.ID, f"node-{holder}").get_attribute("data-vip") == "1")
+    wait(browser, "the latency strip shows probe samples", 10,
+         lambda d: d.find_elements(By.CSS_SELECTOR, "#strip circle.sample"))
+    try:
+        browser.find_element(By.CSS_SELECTOR, f'button[data-node="{holder}"][data-action="kill"]').click()
+        clicked = time.monotonic()
+        wait(browser, f"the web VIP shown on {other}", 3,
+             lambda d: d.find_element(By.ID, f"node-{other}").get_attribute("data-vip") == "1"
+             and d.find_element(By.ID, f"node-{holder}").get_attribute("data-vip") == "0")
+        wait(browser, f"a fault window for {holder} on the latency strip", max(0.1, 3 - (time.monotonic() - clicked)),
+             lambda d: d.find_elements(By.CSS_SELECTOR, f'#strip rect.fault-window[data-node="{holder}"]'))
+        assert "kill " + holder in browser.find_element(By.ID, "log").text
+        REPORT_DIR.mkdir(parents=True, exist_ok=True)
+        time.sleep(2)  # a little of the strip after the fault, for the picture
+        assert browser.save_screenshot(str(REPORT_DIR / "console.png"))
+    finally:
+        lifecycle.heal()
+
+
+def test_actions_need_the_token_and_the_console_binds_to_loopback_only(console):
+    base = console.split("/?")[0]
+    token = console.split("token=")[1]
+    kill = {"action": "kill", "node": "web1"}
+    assert requests.post(f"{base}/api/action", json=kill, timeout=5).status_code == 403
+    assert requests.post(f"{base}/api/action", json=kill, headers={"X-Console-Token": "wrong"}, timeout=5).status_code == 403
+    assert requests.get(f"{base}/api/state", timeout=5).status_code == 403
+    # A page on another site cannot send the token, nor pass as the console's own page.
+    evil = {"X-Console-Token": token, "Origin": "http://evil.example"}
+    assert requests.post(f"{base}/api/action", json=kill, headers=evil, timeout=5).status_code == 403
+    # DNS rebinding: a name that resolves to 127.0.0.1 is still not the console's host.
+    assert requests.get(f"{base}/api/state", headers={"X-Console-Token": token, "Host": f"evil.example:{PORT}"},
+                        timeout=5).status_code == 403
+    ok = {"X-Console-Token": token}
+    assert requests.post(f"{base}/api/action", json={"action": "explode", "node": "web1"}, headers=ok,
+                         timeout=5).status_code == 400
+    assert requests.post(f"{base}/api/action", json={"action": "kill", "node": "nosuch"}, headers=ok,
+                         timeout=5).status_code == 400
+    assert requests.post(f"{base}/api/action", data="kill web1", headers={**ok, "Content-Type": "text/plain"},
+                         timeout=5).status_code == 415
+    assert containers.health(containers.get("web1")) == "healthy", "a refused action changed nothing"
+    assert requests.get(f"{base}/api/state", headers=ok, timeout=5).status_code == 200
+    assert listening_addresses(PORT) == {"127.0.0.1"}
+
+
+def listening_addresses(port):
+    """The local IPv4 addresses with a socket listening on PORT (from /proc/net/tcp; IPv6 must have none)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                              if len(address) == 8 else "ipv6:" + address)
+    return found
