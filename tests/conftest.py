@@ -26,5 +26,5 @@ def lab():
 @pytest.fixture
 def client(lab):
     """A new user's browser: its own cookie jar, talking to 127.0.0.1:8080."""
-    with Client() as c:
+    with Client(browser=True) as c:
         yield c

@@ -14,44 +14,9 @@ import requests
 
 from . import progress, settings, topology
 from .nemesis import Nemesis
+from .poller import Poller
 
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
-
-
-class Poller(progress.Background):
-    """Poll PATH in a thread; record (start, end, ok, served_by) per request."""
-
-    def __init__(self, path, cookies=None, interval_s=0.02):
-        super().__init__()
-        self.path, self.cookies, self.interval_s = path, cookies or {}, interval_s
-        self.samples = []
-
-    def run(self):
-        while not self.stopping.is_set():
-            t = time.monotonic()
-            try:
-                r = requests.get(URL + self.path, cookies=self.cookies, timeout=5,
-                                 headers={"Connection": "close"})
-                self.samples.append((t, time.monotonic(), r.status_code == 200, r.headers.get("X-Served-By")))
-            except requests.RequestException:
-                self.samples.append((t, time.monotonic(), False, None))
-            time.sleep(self.interval_s)
-
-    def first_ok_after(self, t0, unless_served_by=None, timeout_s=30):
-        """Wait for the first answer after T0 (not from UNLESS_SERVED_BY); return when it came, from T0.
-
-        A request sent just after the kill that a retry rescued a second later
-        counts as a second of blackout: that is what its user waited.
-        """
-        def check():
-            done = [end for start, end, ok, node in list(self.samples)
-                    if start > t0 and ok and node != unless_served_by]
-            return bool(done), (min(done) - t0 if done else None)
-        return progress.wait_until(check, timeout_s, interval_s=0.05)
-
-    def failures_after(self, t0):
-        """Count failed requests sent after T0."""
-        return sum(1 for start, _, ok, _ in self.samples if start > t0 and not ok)
 
 
 def _time_kill(nz, node, path, cookies=None, must_move=False):
@@ -62,15 +27,15 @@ def _time_kill(nz, node, path, cookies=None, must_move=False):
     first one after it (with MUST_MOVE, the first from another node). It
     does not depend on how long Docker takes to carry out the kill.
     """
-    with Poller(path, cookies) as p:
+    with Poller([("page", path)], cookies=cookies) as p:
         time.sleep(0.5)
-        asked = time.monotonic()
+        asked = time.time()
         nz.kill(node)
-        killed = time.monotonic()
+        killed = time.time()
         back = p.first_ok_after(killed, unless_served_by=node if must_move else None)
-        answers = sorted(end for start, end, ok, served in list(p.samples)
-                         if ok and asked - 0.5 <= end <= killed + back and (start <= killed or
-                                                                             not must_move or served != node))
+        answers = sorted(s["end"] for s in p.since(asked - 0.5)
+                         if s["ok"] and s["end"] <= killed + back
+                         and (s["t"] <= killed or not must_move or s["node"] != node))
         gap = max((b - a for a, b in zip(answers, answers[1:])), default=back)
         return gap, p.failures_after(killed), node
 

@@ -39,7 +39,7 @@ class PatientClient(Client):
 @pytest.fixture
 def client(lab):
     """A new user's browser, patient with the LB's rate limit."""
-    with PatientClient() as c:
+    with PatientClient(browser=True) as c:
         yield c
 
 

@@ -1,9 +1,10 @@
 """The console's latency probe, and its event log.
 
 The probe is one user browsing through 127.0.0.1:8080 a few times a
-second: a product page (a read: cache, then the read replica) and the home
-page (a write: the visit counter in the session row), with a cookie jar,
-so it sticks to one web node like a browser. Each sample records when it
+second, with the availability poller `make failover-times` uses
+(labctl.poller): a product page (a read: cache, then the read replica)
+and the home page (a write: the visit counter in the session row), with a
+cookie jar, so it sticks to one web node like a browser. Each sample records when it
 was sent, how long it took, whether it worked and which web node answered:
 the chaos report's latency plot, live.
 
@@ -11,51 +12,16 @@ Events are what the console did (a fault, a heal, a scenario) and what it
 saw happen (a container stopped, paused or came back); a fault opens a
 window on the strip until its heal, or until the node is back.
 """
-import collections
 import threading
 import time
 
-import requests
-
-from .. import progress, settings
-
-URL = f"http://127.0.0.1:{settings.HTTP_PORT}"
-KEEP_S = 180
+from ..poller import Poller
 
 
-class Probe(progress.Background):
-    """Send a read and a write in turn every INTERVAL_S; keep the last KEEP_S seconds of samples."""
-
-    def __init__(self, interval_s=0.25, timeout_s=2.0):
-        super().__init__()
-        self.interval_s, self.timeout_s = interval_s, timeout_s
-        self.samples = collections.deque()
-        self.lock = threading.Lock()
-
-    def run(self):
-        session, turn = requests.Session(), 0
-        while not self.stopping.is_set():
-            kind, path = ("read", "/products/1") if turn % 2 == 0 else ("write", "/")
-            turn += 1
-            sent = time.time()
-            try:
-                r = session.get(URL + path, timeout=self.timeout_s, headers={"Accept": "application/json"})
-                ok, node = r.status_code < 400, r.headers.get("X-Served-By")
-                status = r.status_code
-            except requests.RequestException as exc:
-                ok, node, status = False, None, type(exc).__name__
-            took_ms = (time.time() - sent) * 1000
-            with self.lock:
-                self.samples.append({"t": round(sent, 3), "ms": round(took_ms, 1), "ok": ok, "node": node,
-                                     "kind": kind, "status": status})
-                while self.samples and self.samples[0]["t"] < time.time() - KEEP_S:
-                    self.samples.popleft()
-            self.stopping.wait(max(0.0, self.interval_s - took_ms / 1000))
-
-    def since(self, t):
-        """Return the samples sent after T."""
-        with self.lock:
-            return [s for s in self.samples if s["t"] > t]
+def probe():
+    """The probe user: a product page and the home page in turn, 4 a second, one cookie jar (labctl.poller)."""
+    return Poller([("read", "/products/1"), ("write", "/")], interval_s=0.25, timeout_s=2.0, sticky=True,
+                  keep_s=180)
 
 
 class Events:

@@ -20,7 +20,7 @@ import docker
 
 from .. import containers, lifecycle, settings, topology
 from ..nemesis import Nemesis
-from .probe import Events, Probe
+from .probe import Events, probe
 from .watch import Lab
 
 PAGE = Path(__file__).with_name("index.html")
@@ -43,7 +43,7 @@ class Console:
 
     def __init__(self, token):
         self.token = token
-        self.lab, self.probe, self.events = Lab(), Probe(), Events()
+        self.lab, self.probe, self.events = Lab(), probe(), Events()
         self.nemesis = Nemesis(log=lambda _: None)
         self.partitions = {}              # node -> the nemesis's partition fault
         self.scenarios, self.running = [], None
