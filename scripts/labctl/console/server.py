@@ -27,7 +27,7 @@ PAGE = Path(__file__).with_name("index.html")
 ACTIONS = ("kill", "start", "pause", "resume", "partition", "heal")
 SCENARIO_TEST = "tests/chaos/test_scenarios.py::test_scenario"
 # How often the containers' states are read (one Docker API call).
-REFRESH_S = 0.5
+REFRESH_S = 1.0
 
 
 def scenario_names():

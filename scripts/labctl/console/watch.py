@@ -4,7 +4,9 @@ Each LB runs haproxy/bin/lb-watch, each MariaDB node mysql/bin/db-watch,
 each cache node memcached/memcached-watch: a loop in the node that prints
 one round of facts a second and ends by itself after a minute (the watcher
 here starts it again), so a console that went away leaves nothing behind
-for long. The containers' states come from one Docker API call a second.
+for long. The containers' states come from one Docker API call a second (the list
+call's own rows: no inspect per container). A web LB reports a VIP move at
+once, not at its next round.
 `Lab.snapshot()` turns the newest rounds into the console's state.
 """
 import csv
@@ -18,7 +20,7 @@ from .. import containers, lag, progress, topology
 
 SCRIPTS = {"lb": "lb-watch", "dblb": "lb-watch", "db-source": "db-watch", "db-replica": "db-watch",
            "memcached": "memcached-watch"}
-ROUND_S = 0.5
+ROUND_S = 1.0
 RUN_S = 60
 # How long a node marked killing or pausing keeps that mark while Docker still says running.
 MARK_S = 10
@@ -139,9 +141,7 @@ class Lab:
 
     def refresh(self):
         """Read the containers' states (one API call); start a watcher for every new node that has one."""
-        found = {}
-        for c in containers.find(all=True):
-            found[containers.node_of(c)] = {"role": containers.role_of(c), "state": _state(c)}
+        found = {r["node"]: {"role": r["role"], "state": _state(r["state"], r["status"])} for r in containers.rows()}
         with self.lock:
             # A node the console is killing or pausing stays so until Docker
             # says it stopped (or a few seconds pass: the action failed).
@@ -215,15 +215,14 @@ class Lab:
         return out
 
 
-def _state(c):
+def _state(state, status):
     """running, paused, exited, ... and, for a running container that is not healthy, its health.
 
-    From the list call's own fields (no inspect per container): its status
-    text says "(healthy)", "(health: starting)" or "(unhealthy)".
+    From the list call's own fields: its status text says "(healthy)",
+    "(health: starting)" or "(unhealthy)".
     """
-    status, text = c.status, c.attrs.get("Status", "")
-    if status == "running" and "(unhealthy)" in text:
+    if state == "running" and "(unhealthy)" in status:
         return "running (unhealthy)"
-    if status == "running" and "(health: starting)" in text:
+    if state == "running" and "(health: starting)" in status:
         return "running (starting)"
-    return status
+    return state
