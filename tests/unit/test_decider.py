@@ -19,7 +19,7 @@ NOW = 1_000_000.0
 @pytest.fixture(scope="module")
 def d():
     """The decider module, loaded from its script with the lab's settings."""
-    env = {"DB_AGENTS": "master1=10.0.0.21,master2=10.0.0.22,slave1=10.0.0.23", "DB_SOURCES": "master1,master2",
+    env = {"DB_AGENTS": "master1=master1,master2=master2,slave1=slave1", "DB_SOURCES": "master1,master2",
            "DB_LEASE_S": "1.0", "DB_LEASE_MARGIN_S": "0.25", "DB_SEMI_SYNC_TIMEOUT_MS": "3000",
            "DB_STAMP_SAFETY_S": "0.5", "DECIDER_GONE_S": "0.5"}
     saved = {k: os.environ.get(k) for k in env}
