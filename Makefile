@@ -12,11 +12,11 @@ LAB    := PYTHONPATH=scripts $(PY) -m labctl
 M ?= unit or integration
 T ?=
 
-.PHONY: help up down clean ps status logs build test chaos bench venv scale failback promote failover-times console
+.PHONY: help up down clean ps status logs build test chaos bench venv scale failback promote rebuild failover-times console
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  options: NODE=<node> for logs and promote; SCENARIO=<name> for chaos; M=<markers> T=<pytest args> for test; JSON=1 for status and lag"
+	@echo "  options: NODE=<node> for logs, promote and rebuild; SCENARIO=<name> for chaos; M=<markers> T=<pytest args> for test; JSON=1 for status and lag"
 
 $(VENV)/.ready: requirements.txt app/requirements.txt
 	@echo "… creating the Python environment for the lab's tools ($(VENV)/)"
@@ -57,6 +57,10 @@ failback: venv ## send writes back to the usual writer (master1) once it has cau
 promote: venv ## move writes to NODE=<source> (a planned switchover; FORCE=1 skips the no-loss checks)
 	@test -n "$(NODE)" || { echo "usage: make promote NODE=<source> [FORCE=1]"; exit 2; }
 	@$(LAB) promote $(NODE) $(if $(FORCE),--force)
+
+rebuild: venv ## re-seed NODE=<db node> from the writer (a quarantined node, or one whose data volume was lost)
+	@test -n "$(NODE)" || { echo "usage: make rebuild NODE=<db node>"; exit 2; }
+	@$(LAB) rebuild $(NODE)
 
 console: venv ## the live diagram in a browser, faults a click away (127.0.0.1:8405; Ctrl-C stops it)
 	@$(LAB) console $(if $(PORT),--port $(PORT))

@@ -1,5 +1,7 @@
-"""Fixtures shared by every tier of tests."""
+"""Fixtures shared by every tier of tests, and the suite's bound on each test."""
+import contextlib
 import os
+import signal
 
 import pytest
 from labctl import containers
@@ -12,6 +14,47 @@ def pytest_collection_modifyitems(items):
         for tier in ("unit", "integration", "chaos"):
             if f"{os.sep}{tier}{os.sep}" in str(item.fspath):
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+# No test (nor its setup or teardown: a module's lab fixtures, a chaos
+# scenario's heal) may hang the suite: each phase fails after this long.
+# The longest today, restart-lab's chaos scenario, takes about 3 minutes.
+TEST_TIMEOUT_S = int(os.environ.get("LAB_TEST_TIMEOUT", "600"))
+
+
+class PhaseTimedOut(BaseException):
+    """A test phase ran past TEST_TIMEOUT_S (a BaseException: no `except Exception` in the code under test hides it)."""
+
+
+@contextlib.contextmanager
+def _bounded(item, phase):
+    def expire(signum, frame):
+        raise PhaseTimedOut(f"{item.nodeid}: {phase} ran past {TEST_TIMEOUT_S} s (LAB_TEST_TIMEOUT)")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _bounded(item, "setup"):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _bounded(item, "the test"):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    with _bounded(item, "teardown"):
+        yield
 
 
 @pytest.fixture(scope="session")

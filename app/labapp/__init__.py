@@ -46,7 +46,11 @@ def _init_errors(app):
     @app.errorhandler(db.DatabaseUnavailable)
     def db_unavailable(exc):
         app.logger.warning("database unavailable: %s", exc)
-        response = jsonify(error="the database is unavailable; retry shortly")
+        # applied: false - nothing of this request was done, safe to send again;
+        # null - in doubt (a commit was under way): send it again with the same
+        # idempotency key, or look before you do.
+        response = jsonify(error="the database is unavailable; retry shortly",
+                           applied=None if db.request_in_doubt(exc) else False)
         response.headers["Retry-After"] = "2"
         return response, 503
 

@@ -85,13 +85,15 @@ def update_product(product_id):
     if not 1 <= product_id <= MAX_ID:
         abort(404, "no such product")
     assignments = ", ".join(f"{column} = %s" for column in changes)
-    with db.transaction() as cur:
+
+    def change(cur):
         cur.execute(f"UPDATE products SET {assignments}, version = version + 1 WHERE id = %s",
                     (*changes.values(), product_id))
         if cur.rowcount == 0:
             abort(404, "no such product")
         cur.execute(f"SELECT {_COLUMNS} FROM products WHERE id = %s", (product_id,))
-        item = cur.fetchone()
+        return cur.fetchone()
+    item = db.run(change)
     # After the commit, never before: see cache.py.
     cache.invalidate(_key(product_id), ALL_KEY)
     return jsonify(item)

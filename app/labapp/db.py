@@ -18,7 +18,21 @@ from . import metrics
 
 
 class DatabaseUnavailable(Exception):
-    """The database could not be reached or did not answer in time."""
+    """The database could not be reached or did not answer in time.
+
+    IN_DOUBT: the connection broke while COMMIT was under way, so the
+    transaction may have committed. Otherwise it certainly did not.
+    """
+
+    def __init__(self, message, in_doubt=False):
+        super().__init__(message)
+        self.in_doubt = in_doubt
+
+
+def request_in_doubt(exc):
+    """Tell whether the request that met EXC may have changed anything: the failed transaction was
+    committing, or an earlier transaction of the same request committed a change."""
+    return exc.in_doubt or bool(g.get("lab_db_changed"))
 
 
 # Errors that mean "the path to the database is broken", as opposed to a
@@ -112,33 +126,71 @@ def _drop(path):
         _close(conn)
 
 
-@contextlib.contextmanager
-def transaction(path="write"):
-    """Yield a cursor on PATH inside one transaction: commit at the end, roll back on error."""
-    conn = _conn(path)
-    try:
-        with conn.cursor() as cur:
-            yield cur
-        conn.commit()
-    except _UNAVAILABLE as exc:
-        metrics.db_error(path)
-        _drop(path)
-        raise DatabaseUnavailable(f"{path} path: {exc}") from exc
-    except BaseException:
-        with contextlib.suppress(Exception):
-            conn.rollback()
-        raise
+# pymysql's "server has gone away" and "lost connection during query".
+_CR_SERVER_GONE, _CR_SERVER_LOST = 2006, 2013
+
+
+def _broken(exc):
+    """True if EXC says the connection broke (reset, closed), not that the server was slow or refused."""
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    if isinstance(exc, pymysql.err.OperationalError):
+        return bool(exc.args) and exc.args[0] in (_CR_SERVER_GONE, _CR_SERVER_LOST) \
+            and not isinstance(exc.__context__, TimeoutError)
+    return isinstance(exc, ConnectionError)
+
+
+def run(body, path="write", read_only=False):
+    """Run BODY(cursor) in one transaction on PATH, commit, and return what it returned.
+
+    When the connection breaks before COMMIT was sent (a db LB that lost
+    the VIP resets it; a fence kills it), nothing of the transaction can
+    have committed: the server rolls it back when the session dies. BODY
+    then runs once more, from the start, on a new connection, and the user
+    never sees the fault. A break during COMMIT leaves the outcome in doubt
+    and is never retried; nor is a timeout (a slow server is not asked
+    twice) or any error the server answered. BODY may run twice, so it
+    reads what it changes inside the transaction and has no effect outside it.
+    READ_ONLY says BODY changes nothing (see request_in_doubt).
+    """
+    for attempt in (1, 2):
+        conn = _conn(path)
+        try:
+            with conn.cursor() as cur:
+                result = body(cur)
+        except _UNAVAILABLE as exc:
+            metrics.db_error(path)
+            _drop(path)
+            if attempt == 1 and _broken(exc):
+                current_app.logger.warning("%s path: connection broke before the commit (%s); "
+                                           "running the transaction again", path, exc)
+                continue
+            raise DatabaseUnavailable(f"{path} path: {exc}") from exc
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        try:
+            conn.commit()
+        except _UNAVAILABLE as exc:   # in doubt: it may have committed
+            metrics.db_error(path)
+            _drop(path)
+            raise DatabaseUnavailable(f"{path} path, during the commit: {exc}", in_doubt=True) from exc
+        if not read_only:
+            g.lab_db_changed = True
+        return result
 
 
 def query(sql, args=None, *, path="write", fetch="all"):
     """Execute one statement in its own transaction on PATH; return rows, one row, or rowcount."""
-    with transaction(path) as cur:
+    def statement(cur):
         cur.execute(sql, args)
         if fetch == "all":
             return cur.fetchall()
         if fetch == "one":
             return cur.fetchone()
         return cur.rowcount
+    return run(statement, path, read_only=sql.lstrip()[:6].upper() == "SELECT")
 
 
 def read(sql, args=None, *, fetch="all"):

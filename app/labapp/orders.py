@@ -47,7 +47,10 @@ def checkout():
         if set(prices) != set(lines):
             abort(409, "a product in the cart no longer exists")
         total = sum(prices[pid] * qty for pid, qty in lines.items())
-        cur.execute("INSERT INTO orders (user_id, idempotency_key, total_cents) VALUES (%s, %s, %s)",
+        # Where it was committed: the writer's server id and term (ha.lease;
+        # NULL on a server outside the lab's HA, as in the unit tests).
+        cur.execute("INSERT INTO orders (user_id, idempotency_key, total_cents, origin_server, origin_term)"
+                    " VALUES (%s, %s, %s, @@server_id, (SELECT token FROM ha.lease WHERE id = 1))",
                     (user_id, key, total))
         order_id = cur.lastrowid
         cur.executemany("INSERT INTO order_items (order_id, product_id, qty, unit_price_cents)"
@@ -62,23 +65,24 @@ def checkout():
         if key is None:
             raise
         # The same key from another session of this user committed first.
-        with db.transaction() as cur:
-            order_id = _existing(cur, sessions.user()["id"], key)
+        order_id = db.run(lambda cur: _existing(cur, sessions.user()["id"], key), read_only=True)
     return jsonify(order_id=order_id), 201
 
 
 def _order(order_id, user_id):
     """Return the order ORDER_ID of USER_ID with its items, or None."""
-    with db.transaction() as cur:
+    def read(cur):
         cur.execute("SELECT id, user_id, total_cents, created_at FROM orders"
                     " WHERE id = %s AND user_id = %s", (order_id, user_id))
         order = cur.fetchone()
-        if order is None:
-            return None
-        cur.execute("SELECT product_id, qty, unit_price_cents FROM order_items"
-                    " WHERE order_id = %s ORDER BY product_id", (order_id,))
-        order["items"] = cur.fetchall()
-    order["created_at"] = order["created_at"].isoformat()
+        if order is not None:
+            cur.execute("SELECT product_id, qty, unit_price_cents FROM order_items"
+                        " WHERE order_id = %s ORDER BY product_id", (order_id,))
+            order["items"] = cur.fetchall()
+        return order
+    order = db.run(read, read_only=True)
+    if order is not None:
+        order["created_at"] = order["created_at"].isoformat()
     return order
 
 

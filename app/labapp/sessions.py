@@ -72,11 +72,14 @@ def modify(change):
     concurrent requests of one session (two tabs, two web nodes) apply one
     after the other and no update is lost; there is no SELECT-then-INSERT
     race. CHANGE may run more statements on the cursor (checkout does) and
-    may raise to roll everything back, the session included.
+    may raise to roll everything back, the session included. CHANGE may
+    run twice (db.run retries a transaction whose connection broke before
+    its commit): it works on the values and cursor it is given, nothing else.
     """
     sid = _loaded()[0] or _new_id()
     ttl = current_app.config["SESSION_TTL_S"]
-    with db.transaction() as cur:
+
+    def transaction(cur):   # may run twice (db.run): it reads the session afresh each time
         cur.execute("INSERT INTO sessions (id, data, expires_at)"
                     " VALUES (%s, '{}', NOW(6) + INTERVAL %s SECOND)"
                     " ON DUPLICATE KEY UPDATE"
@@ -86,6 +89,8 @@ def modify(change):
         values = json.loads(cur.fetchone()["data"])
         result = change(values, cur)
         cur.execute("UPDATE sessions SET data = %s WHERE id = %s", (json.dumps(values), sid))
+        return values, result
+    values, result = db.run(transaction)
     _keep(sid, values)
     _maybe_purge()
     return result
@@ -99,12 +104,14 @@ def login(user_info):
     """
     old, sid = _loaded()[0], _new_id()
     values = {"user": user_info}
-    with db.transaction() as cur:
+
+    def transaction(cur):
         cur.execute("INSERT INTO sessions (id, data, expires_at)"
                     " VALUES (%s, %s, NOW(6) + INTERVAL %s SECOND)",
                     (sid, json.dumps(values), current_app.config["SESSION_TTL_S"]))
         if old is not None:
             cur.execute("DELETE FROM sessions WHERE id = %s", (old,))
+    db.run(transaction)
     _keep(sid, values)
 
 

@@ -45,15 +45,25 @@ INSERT IGNORE INTO products (id, name, description, price_cents, updated_at) VAL
 -- them may depend on other rows that could change later.
 -- (user_id, idempotency_key) is unique: a client that retries a checkout
 -- with the same key gets the first order back instead of a second one.
+-- origin_server and origin_term say where the order was committed: the
+-- server id of the writer and its term (the leader key's revision in
+-- etcd, from ha.lease), so that the chaos suite can judge the writers from
+-- the data itself (an order of an older term acknowledged after one of a
+-- newer term is a second writer).
 CREATE TABLE IF NOT EXISTS orders (
     id               BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
     user_id          BIGINT UNSIGNED NOT NULL,
     idempotency_key  VARCHAR(64)  NULL,
     total_cents      BIGINT UNSIGNED NOT NULL,
     created_at       DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    origin_server    INT UNSIGNED NULL,
+    origin_term      BIGINT UNSIGNED NULL,
     UNIQUE KEY orders_idempotency (user_id, idempotency_key),
     KEY orders_user (user_id, created_at)
 ) ENGINE=InnoDB;
+-- Data directories made before the origin columns existed.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS origin_server INT UNSIGNED NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS origin_term BIGINT UNSIGNED NULL;
 
 CREATE TABLE IF NOT EXISTS order_items (
     order_id          BIGINT UNSIGNED NOT NULL,

@@ -61,6 +61,9 @@ def _parser():
     promote.add_argument("node", choices=topology.SOURCES)
     promote.add_argument("--force", action="store_true",
                          help="skip the checks that no acknowledged write is lost (data may be lost)")
+    rebuild = command("rebuild", lambda a: lifecycle.rebuild(a.node),
+                      "re-seed a DB node from the writer (a quarantined node, or one whose data was lost)")
+    rebuild.add_argument("node", choices=topology.DB_NODES)
     command("bench", _bench, "measure the lab against its alternatives (reports/bench/)").add_argument(
         "--runs", type=int, default=5, help="kills per failover measurement")
     fo = command("failover-times", lambda a: blackout.show(a.faults.split(","), a.runs, a.out),

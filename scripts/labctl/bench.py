@@ -12,6 +12,7 @@ Every figure is a distribution or a ratio measured here and now:
   lb_cost          one web node straight vs through the gateway and HAProxy
   cross_check      the lab's load generator against `hey` on the same route
   calm_under_load  32 cookie-less visitors for 20 s: 5xx, servers marked down, failovers
+  idle_cpu         the host's busy share with the lab idle (/proc/stat over 20 s)
   lag              replication lag per link at idle (heartbeats), p50/p99
   failover         blackouts over 5 kills each: web VIP, web node, db VIP, writing master;
                    and VIP moves nobody asked for during all the load above
@@ -127,6 +128,16 @@ def host_cpu_busy(load):
     load()
     t1, i1 = ticks()
     return round(1 - (i1 - i0) / max(t1 - t0, 1), 2)
+
+
+IDLE_S = 20
+
+
+def idle_cpu():
+    """The share of the host's CPUs the lab keeps busy at idle: /proc/stat over IDLE_S with no load."""
+    progress.step(f"the idle lab's CPU: the host's busy share over {IDLE_S} s with no load")
+    return {"seconds": IDLE_S, "busy": host_cpu_busy(lambda: time.sleep(IDLE_S)),
+            "containers": len(containers.find())}
 
 
 def vertical():
@@ -300,6 +311,7 @@ def run(runs=5):
     started = time.monotonic()
     results = {"machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_generator": "scripts/labctl/loadgen.py (open loop, latency from the scheduled send time)"}
+    results["idle_cpu"] = idle_cpu()
     load_from = datetime.datetime.now(datetime.timezone.utc)
     with haproxy.rate_limit_lifted():
         results.update(_load_phases())

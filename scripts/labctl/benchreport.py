@@ -60,6 +60,10 @@ def _other_rows(r):
                      f"{u['answers']} answers ({u['rps']}/s), {u['errors_5xx']} 5xx, {u['down_marks']} servers "
                      f"marked down, writer {'/'.join(u['writer_before'])} → {'/'.join(u['writer_after'])}"))
     rows.append(_row("VIP moves nobody asked for, during all the load above", str(r["spurious_vip_moves"])))
+    if "idle_cpu" in r:
+        i = r["idle_cpu"]
+        rows.append(_row(f"the idle lab ({i['containers']} containers), host CPUs busy over {i['seconds']} s",
+                         f"{i['busy'] * 100:.0f} %"))
     for link, f in r["lag"].items():
         rows.append(_row(f"replication lag at idle, {link} ({f['n']} readings)",
                          f"p50 {f.get('p50_ms')} ms, p99 {f.get('p99_ms')} ms, max {f.get('max_ms')} ms"))

@@ -17,13 +17,15 @@ BLOCK = re.compile(r"^(?P<indent>[ ]*)# <topology:(?P<name>[\w-]+)>.*?\n(?P<body
 
 
 def _names(t):
-    agents = ",".join(f"{n}={t.db_address(n, NET)}" for n in t.db_nodes)
     return [
         "x-topology:",
         f'  web-nodes: &web-node-names "{",".join(t.web_nodes)}"',
         f'  db-sources: &db-sources "{",".join(t.sources)}"',
         f'  db-replicas: &db-replicas "{",".join(t.replicas)}"',
-        f'  db-agents: &db-agents "{agents}"',
+        f'  db-nodes: &db-nodes "{t.db_nodes_spec(NET)}"',
+        f'  db-cluster: &db-cluster "{t.db_cluster}"',
+        f'  dcs-endpoints: &dcs-endpoints "{t.dcs_endpoints(NET)}"',
+        f'  dcs-peers: &dcs-peers "{t.dcs_peers(NET)}"',
         f'  web-vip: &web-vip "{NET}.{topology.VIP_SUFFIXES["lb"]}"',
         f'  db-vip: &db-vip "{NET}.{topology.VIP_SUFFIXES["dblb"]}"',
     ]
@@ -44,27 +46,43 @@ def _db_nodes(t):
     lines = []
     for node in t.db_nodes:
         source = node in t.sources
-        peer = t.other_source(node) if source else ""
-        peer_addr = t.db_address(peer, NET) if source else ""
         lines += [
             f"  {node}:",
             "    <<: *db-node",
             f"    labels: {{lab.role: {'db-source' if source else 'db-replica'}, lab.node: {node}}}",
             f"    environment: {{<<: *db-env, LAB_NODE: {node}, DB_ROLE: {'source' if source else 'replica'}, "
-            f'DB_SERVER_ID: "{t.server_id(node)}", DB_PEER: "{peer}", DB_PEER_ADDR: "{peer_addr}"}}',
+            f'DB_SERVER_ID: "{t.server_id(node)}"}}',
             "    networks:",
             f'      db: {{ipv4_address: "{t.db_address(node, NET)}"}}',
+            "      dcs: {}",
             f'    volumes: ["{node}-data:/var/lib/mysql"]',
             "",
         ]
     return lines[:-1]
 
 
+def _dcs_members(t):
+    lines = []
+    for member in t.dcs_members:
+        lines += [
+            f"  {member}:",
+            "    <<: *dcs-member",
+            f"    labels: {{lab.role: etcd, lab.node: {member}}}",
+            f'    environment: {{<<: *dcs-env, LAB_NODE: {member}, DCS_SELF: "{t.dcs_address(member, NET)}"}}',
+            "    networks:",
+            f'      dcs: {{ipv4_address: "{t.dcs_address(member, NET)}"}}',
+            f'    volumes: ["{member}-data:/var/lib/etcd"]',
+            "",
+        ]
+    return lines[:-1]
+
+
 def _volumes(t):
-    return [f"  {node}-data:" for node in t.db_nodes]
+    return [f"  {node}-data:" for node in t.db_nodes + t.dcs_members]
 
 
-RENDERERS = {"names": _names, "web-nodes": _web_nodes, "db-nodes": _db_nodes, "volumes": _volumes}
+RENDERERS = {"names": _names, "web-nodes": _web_nodes, "dcs-members": _dcs_members, "db-nodes": _db_nodes,
+             "volumes": _volumes}
 
 
 def render(text, t=topology.LAB):

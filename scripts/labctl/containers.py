@@ -70,12 +70,51 @@ def health(container):
     return state.get("Health", {}).get("Status", "running")
 
 
+def ready(container):
+    """Return health(CONTAINER), except that a running container Docker has not judged healthy
+    (yet, or again) is asked at once: its own health check is run now, bounded by
+    settings.PROBE_TIMEOUT_S, and passing it counts as healthy.
+
+    Docker probes each node only every 10 s (each probe is a `runc exec`,
+    some 40-60 ms of the host's CPU; README, "How the pairs fail over",
+    says what the idle lab costs), so a node started or unpaused a moment
+    ago would wait up to 10 s for its first verdict: the tools that wait
+    for a node ask it themselves, as often as they look.
+    """
+    status = health(container)
+    if status not in ("starting", "unhealthy"):
+        return status
+    test = (container.attrs["Config"].get("Healthcheck") or {}).get("Test") or []
+    if len(test) < 2 or test[0] not in ("CMD", "CMD-SHELL"):
+        return status
+    cmd = test[1:] if test[0] == "CMD" else ["sh", "-c", test[1]]
+    try:
+        code, _ = container.exec_run(["timeout", str(settings.PROBE_TIMEOUT_S), *cmd])
+    except docker.errors.APIError:   # paused, or gone since
+        return status
+    return "healthy" if code == 0 else status
+
+
 def sh(container, cmd, user=None):
     """Run CMD (a list, or a string for bash -c) in CONTAINER; return (exit code, output)."""
     if isinstance(cmd, str):
         cmd = ["bash", "-c", cmd]
     result = container.exec_run(cmd, user=user or "", demux=False)
     return result.exit_code, result.output.decode("utf-8", "replace")
+
+
+def processes(container):
+    """Return [(pid, argv)] of the processes in CONTAINER, from /proc (the images have no ps)."""
+    script = ('for p in /proc/[0-9]*; do [ -r "$p/cmdline" ] || continue; '
+              'printf "%s\\t" "${p#/proc/}"; tr "\\0" "\\t" < "$p/cmdline" 2>/dev/null; echo; done')
+    code, out = sh(container, ["bash", "-c", script])
+    found = []
+    for line in out.splitlines():
+        pid, _, rest = line.partition("\t")
+        argv = [a for a in rest.split("\t") if a]
+        if pid.isdigit() and argv and argv[:2] != ["bash", "-c"]:
+            found.append((int(pid), argv))
+    return found
 
 
 def addresses(node):

@@ -8,7 +8,7 @@ import time
 from . import containers
 
 
-class RuntimeError_(Exception):
+class HaproxyError(Exception):
     """A runtime API command failed."""
 
 
@@ -17,7 +17,7 @@ def runtime(node, command):
     code, out = containers.sh(containers.get(node),
                               f"echo {shlex.quote(command)} | socat -t 5 stdio /run/haproxy/admin.sock")
     if code != 0:
-        raise RuntimeError_(f"{node}: {command!r} failed: {out.strip()}")
+        raise HaproxyError(f"{node}: {command!r} failed: {out.strip()}")
     return out
 
 
@@ -34,7 +34,7 @@ def set_var(node, name, value):
     runtime(node, f"experimental-mode on; set var {name} int({int(value)})")
     got = runtime(node, f"get var {name}")
     if f"value=<{int(value)}>" not in got:
-        raise RuntimeError_(f"{node}: {name} is not {value}: {got.strip()}")
+        raise HaproxyError(f"{node}: {name} is not {value}: {got.strip()}")
 
 
 @contextlib.contextmanager
@@ -52,5 +52,5 @@ def rate_limit_lifted():
         time.sleep(1.5)
         for c in lbs:
             env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
-            with contextlib.suppress(RuntimeError_, LookupError):
+            with contextlib.suppress(HaproxyError, LookupError):
                 set_var(containers.node_of(c), "proc.rate_limit", int(env.get("LB_RATE_LIMIT", 100)))

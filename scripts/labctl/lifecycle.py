@@ -1,7 +1,7 @@
 """`make up`, `make down`, `make clean`: bring the lab up healthy, and take it down."""
 import time
 
-from . import (build, compose, composegen, containers, decider, haproxy, lag, progress, replication,
+from . import (build, compose, composegen, containers, ha, haproxy, lag, progress, replication,
                secrets, settings, status, tls, topology)
 
 
@@ -15,7 +15,8 @@ def services():
 def wait_healthy(expected):
     """Wait (bounded) until every node in EXPECTED runs and is healthy."""
     def check():
-        states = {containers.node_of(c): containers.health(c) for c in containers.find(all=True)}
+        states = {containers.node_of(c): containers.ready(c) if containers.node_of(c) in expected
+                  else containers.health(c) for c in containers.find(all=True)}
         dead = {n: states[n] for n in expected if states.get(n) in ("exited", "dead")}
         if dead:
             raise SystemExit(_failure("stopped while starting", dead))
@@ -79,10 +80,11 @@ def wait_writer(timeout_s=None):
     def check():
         w = topology.writers()
         if len(w) != 1:
-            reason = decider.view(decider.holder()).get("decision", "") if decider.holder() else ""
-            return False, (", ".join(w) or "none") + (f"; decider: {reason}" if reason else "")
+            why = "; ".join(f"{n}: {v.get('state')}: {v.get('reason')}" for n in topology.SOURCES
+                            for v in [ha.view(n)] if v)
+            return False, (", ".join(w) or "none") + (f" ({why})" if why else "")
         lagging = [containers.node_of(c) for c in containers.find(role="dblb")
-                   if decider.routed(containers.node_of(c)) != w]
+                   if ha.routed(containers.node_of(c)) != w]
         return not lagging, f"{w[0]}, not yet routed by {', '.join(lagging)}" if lagging else w[0]
 
     try:
@@ -90,8 +92,24 @@ def wait_writer(timeout_s=None):
                             describe=lambda w: progress.step(f"waiting for one writable master (now: {w})"))
     except progress.Timeout as exc:
         raise SystemExit(_failure(f"no single writer ({exc})", {"writable masters": exc.detail},
-                                  hint="see the db LBs' messages: make logs NODE=dblb1")) from exc
+                                  hint="see the HA loops' messages: make logs NODE=master1")) from exc
     progress.ok(f"writes go to {topology.writers()[0]}")
+
+
+def quarantined():
+    """Return {node: its quarantine record} of the DB nodes that hold errant transactions."""
+    try:
+        return ha.cluster()["quarantine"]
+    except ha.HaError:
+        return {}
+
+
+def check_quarantine():
+    """Stop with the fix when a DB node is quarantined (its links cannot deliver until it is rebuilt)."""
+    found = quarantined()
+    if found:
+        raise SystemExit(_failure("quarantined", {n: q.get("why", "") for n, q in found.items()},
+                                  hint="rebuild it from the writer: make rebuild NODE=<node>"))
 
 
 def serve_every_web_node():
@@ -122,10 +140,11 @@ def up():
     wait_healthy(sorted(set(services()) | {containers.node_of(c) for c in containers.find()}))
     wait_vips()
     serve_every_web_node()
-    progress.step("setting up replication (idempotent)")
-    replication.configure()
-    wait_replication()
+    # The HA loops elect the writer and set up replication themselves (one
+    # program owns each node's links: mysql/ha/); here we only wait for it.
     wait_writer()
+    check_quarantine()
+    wait_replication()
     print()
     healthy = status.show()
     progress.ok(f"the lab is up ({time.monotonic() - started:.0f} s)")
@@ -160,9 +179,23 @@ def heal():
             break
         time.sleep(1)
     wait_vips()
-    replication.configure()
-    wait_replication()
     wait_writer()
+    # A writer killed inside a commit may come back holding it (an errant
+    # transaction): the HA loop quarantines it, and only a rebuild brings it back.
+    for node in quarantined():
+        progress.step(f"{node} is quarantined: rebuilding it from the writer")
+        rebuild(node)
+    wait_replication()
+
+
+def rebuild(node):
+    """Re-seed NODE from the writer (make rebuild); raise SystemExit when it fails."""
+    if node not in topology.DB_NODES:
+        raise SystemExit(f"❌ {node!r} is not a DB node ({', '.join(topology.DB_NODES)})")
+    ok, message = ha.rebuild(node)
+    if not ok:
+        raise SystemExit(f"❌ rebuilding {node}: {message}")
+    progress.ok(message)
 
 
 def down():

@@ -5,6 +5,11 @@ what it did so that heal_all() (called from a finaliser) undoes everything
 whatever happened in between. All faults act through the Docker API:
   kill / start          SIGKILL a container; start it again
   pause / unpause       freeze a container (cgroup freezer): a gray failure
+  freeze / thaw         SIGSTOP every process of a container but some (its
+                        helpers hang, its server runs on): a grayer failure
+  reset / rejoin        answer every packet between a node and some peers
+                        with a TCP reset (their connections break, and
+                        break again on every reconnect until healed)
   partition / rejoin    drop traffic between a node and some peers (iptables
                         in the node's network namespace, from a sidecar:
                         haproxy/bin/lab-net)
@@ -43,6 +48,7 @@ class Nemesis:
 
     def __init__(self, log=print):
         self.faults, self.log = [], log
+        self._whole_after = None   # the newest fault when the lab was last found whole
 
     def _record(self, name, heal):
         self.log(f"   nemesis: {name}")
@@ -64,15 +70,60 @@ class Nemesis:
         self.log(f"   nemesis: {verb} {node}")
         lifecycle.restore(containers.get(node))
 
-    def partition(self, node, peers):
-        """Drop all traffic between NODE and PEERS, both ways (haproxy/bin/lab-net in NODE's namespace)."""
-        peer_addresses = [ip for p in peers for ip in addresses(p)]
-        sidecar(node, ["lab-net", "cut", *peer_addresses])
+    def freeze(self, node, keep=("mariadbd",)):
+        """SIGSTOP every process in NODE's container except those named in KEEP; its heal sends SIGCONT."""
+        container = containers.get(node)
+        pids = [pid for pid, argv in containers.processes(container)
+                if pid != 1 and argv[0].rsplit("/", 1)[-1] not in keep]
+        if not pids:
+            raise LookupError(f"{node} has no process to freeze but {', '.join(keep)}")
+        code, out = containers.sh(container, ["kill", "-STOP", *map(str, pids)])
+        if code != 0:
+            raise RuntimeError(f"freezing {node}: {out.strip()}")
+
+        def thaw():
+            self.log(f"   nemesis: thaw {node}")
+            containers.sh(containers.get(node), ["kill", "-CONT", *map(str, pids)])
+        return self._record(f"freeze {node} but {', '.join(keep)} ({len(pids)} processes)", thaw)
+
+    def _in_namespace(self, name, node, steps):
+        """Run lab-net STEPS in NODE's namespace, one sidecar for all: [(verb, peers), ...] or a number
+        (seconds to sleep, timed there, not by a host that takes a second to start each sidecar).
+        Its heal is one `lab-net join` of every peer named.
+        """
+        script, joined = [], []
+        for step in steps:
+            if isinstance(step, (int, float)):
+                script.append(f"sleep {step:.3f}")
+                continue
+            verb, peers = step
+            peer_addresses = [ip for p in peers for ip in addresses(p)]
+            script.append(" ".join(["lab-net", verb, *peer_addresses]))
+            joined += peer_addresses
+        sidecar(node, " && ".join(script))
 
         def rejoin():
-            self.log(f"   nemesis: rejoin {node} with {', '.join(peers)}")
-            sidecar(node, ["lab-net", "join", *peer_addresses])
-        return self._record(f"partition {node} from {', '.join(peers)}", rejoin)
+            self.log(f"   nemesis: undo {name}")
+            sidecar(node, ["lab-net", "join", *joined])
+        return self._record(name, rejoin)
+
+    def partition_in_two_steps(self, node, first, then, after_s):
+        """Cut NODE from FIRST, and AFTER_S seconds later from THEN too."""
+        return self._in_namespace(f"partition {node} from {', '.join(first)}, then {after_s} s later "
+                                  f"from {', '.join(then)}", node, [("cut", first), after_s, ("cut", then)])
+
+    def reset(self, node, peers):
+        """Answer all TCP between NODE and PEERS with a reset (haproxy/bin/lab-net in NODE's namespace)."""
+        return self._in_namespace(f"reset {node}'s connections with {', '.join(peers)}", node, [("reset", peers)])
+
+    def partition(self, node, peers):
+        """Drop all traffic between NODE and PEERS, both ways (haproxy/bin/lab-net in NODE's namespace)."""
+        return self._in_namespace(f"partition {node} from {', '.join(peers)}", node, [("cut", peers)])
+
+    def cut_dns(self, node):
+        """Leave Docker's embedded DNS unanswered in NODE's namespace (as when the engine's DNS hangs)."""
+        sidecar(node, ["lab-net", "dns-off"])
+        return self._record(f"cut {node} off from Docker's DNS", lambda: sidecar(node, ["lab-net", "dns-on"]))
 
     def slow(self, node, delay_ms):
         """Add DELAY_MS of latency to NODE's network (netem), or to the read path to it."""
@@ -101,11 +152,19 @@ class Nemesis:
         return self._record("restart the lab", lambda: None)
 
     def heal_all(self):
-        """Undo every fault (newest first), then wait until the lab is whole again."""
+        """Undo every fault (newest first), then wait until the lab is whole again.
+
+        A second call with no fault injected since the last one found the lab
+        whole returns at once (a scenario heals itself; its finaliser calls
+        this again only as a safety net).
+        """
+        if self.faults and self.faults[-1] is self._whole_after:
+            return
         for fault in reversed(self.faults):
             try:
                 fault.heal()
-            except (docker.errors.APIError, LookupError, RuntimeError, haproxy.RuntimeError_) as exc:
+            except (docker.errors.APIError, LookupError, RuntimeError, haproxy.HaproxyError) as exc:
                 self.log(f"   nemesis: healing {fault.name} failed: {exc}")
         lifecycle.heal()
+        self._whole_after = self.faults[-1] if self.faults else None
 

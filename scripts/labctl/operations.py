@@ -1,5 +1,5 @@
 """Operator actions on a running lab: scale the web tier, move writes (failback, promote)."""
-from . import compose, containers, decider, haproxy, lifecycle, progress, topology
+from . import compose, containers, ha, haproxy, lifecycle, progress, topology
 
 WEB_NODES = topology.WEB_NODES
 
@@ -66,13 +66,15 @@ def _idle(nodes):
 
 
 def failback(timeout_s=60):
-    """Move writes back to the usual writer (master1), through the deciding db LB (a planned switchover).
+    """Move writes back to the usual writer (master1): a planned switchover through the HA loops.
 
-    The decider fences the current writer (read_only on, app sessions cut),
-    waits until the usual writer has applied everything the other wrote,
-    then promotes it; if it cannot catch up in time, the other takes writes
-    again. It refuses up front when the usual writer is not keeping up (a
-    partition, a broken link).
+    The usual writer's HA loop asks for the leader key in etcd; the current
+    writer's loop checks that it is in sync, fences itself (read_only on,
+    app sessions cut) and gives the key up; the usual writer takes it,
+    applies everything the other wrote and opens writes. If it cannot catch
+    up in time it gives the key back and the other takes writes again. It is
+    refused up front when the usual writer is not keeping up (a partition, a
+    broken link).
     """
     promote(topology.USUAL_WRITER, timeout_s=timeout_s)
 
@@ -85,11 +87,11 @@ def promote(node, force=False, timeout_s=60):
     if force:
         print(f"⚠  forcing {node} to take writes: writes the old writer acknowledged and {node} "
               "never received are LOST (they come back only as conflicts when the old writer returns)")
-    progress.step(f"asking the deciding db LB to move writes to {node}")
-    ok, message = decider.switchover(node, force)
+    progress.step(f"asking {node}'s HA loop to take writes over")
+    ok, message = ha.switchover(node, force)
     if not ok:
         raise SystemExit(f"❌ {message}")
     progress.ok(message)
     lifecycle.wait_writer(timeout_s)
     if topology.writers() != [node]:
-        raise SystemExit(f"❌ writes went to {topology.writers()} instead of {node}; see make logs NODE=dblb1")
+        raise SystemExit(f"❌ writes went to {topology.writers()} instead of {node}; see make logs NODE={node}")

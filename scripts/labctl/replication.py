@@ -1,13 +1,12 @@
-"""Replication links between the MariaDB nodes: set them up, read their state.
+"""Replication links between the MariaDB nodes, as the host reads them.
 
-Why after boot, from the host: a link needs both ends up, and the nodes
-start in any order. So `make up` first waits until every DB node is
-healthy, then asks each replica to create (once) and start its links with
-mysql/bin/db-replicate; running that again changes nothing.
+Each node's HA loop (mysql/ha/labha) creates, starts and stops its own
+links; the host only reads their state (make status, make lag, make up's
+wait).
 """
 from dataclasses import dataclass
 
-from . import containers, dbnodes, topology
+from . import dbnodes, topology
 
 
 @dataclass
@@ -41,16 +40,6 @@ class Link:
         if self.io_running == "Connecting":
             return "connecting"
         return "stopped" if self.io_running in ("No", "Yes") else "unknown"
-
-
-def configure():
-    """Create and start every link of the topology (idempotent)."""
-    for replica, sources in topology.REPLICATION_LINKS.items():
-        code, out = containers.sh(containers.get(replica), ["db-replicate", *sources])
-        if code != 0:
-            raise dbnodes.DbError(f"{replica}: db-replicate failed: {out.strip()}")
-        for line in out.splitlines():
-            print(f"   {replica}: {line}")
 
 
 def links():

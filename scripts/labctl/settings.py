@@ -17,6 +17,7 @@ LAB_NET = os.environ.get("LAB_NET", "172.28")
 
 # Bounds for `make up`'s waits, in seconds.
 HEALTH_TIMEOUT_S = float(os.environ.get("LAB_HEALTH_TIMEOUT", "240"))
+PROBE_TIMEOUT_S = 5     # one on-demand run of a node's health check (containers.ready)
 REPLICATION_TIMEOUT_S = float(os.environ.get("LAB_REPLICATION_TIMEOUT", "90"))
 # A link counts as delivering while its heartbeat lag is under this.
 REPLICATION_FRESH_MS = 2000
@@ -26,12 +27,13 @@ IMAGES = {
     "mariadb": ROOT / "mysql",
     "haproxy": ROOT / "haproxy",
     "memcached": ROOT / "memcached",
+    "etcd": ROOT / "etcd",
     "web": ROOT / "app",
 }
 
 # Generated on first `make up`, never committed.
 SECRETS = ("mysql_app_password", "mysql_repl_password", "mysql_monitor_password",
-           "lb_cookie_key", "lb_admin_password", "app_admin_password", "db_agent_secret")
+           "lb_cookie_key", "lb_admin_password", "app_admin_password", "mysql_ha_password")
 
 # Nodes, roles, VIPs and replication links: labctl/topology.py.
 

@@ -1,4 +1,4 @@
-"""`make status`: per node role and health, VIP holders, the writer, replication links.
+"""`make status`: per node role and health, VIP holders, the writer, etcd and the HA loops, replication links.
 
 `collect()` gathers the state once (as plain data, for `--json`); `show()`
 prints it. The live queries themselves (who holds a VIP, who takes writes)
@@ -6,20 +6,25 @@ live in labctl/topology.py.
 """
 import json
 
-from . import containers, decider, replication, settings, topology
+from . import containers, ha, replication, settings, topology
 
 
-def _decision():
-    """What the deciding db LB says it is doing (and why writes fail, when they do)."""
-    node = decider.holder()
-    if node is None:
-        return "none (no single db VIP holder)"
-    return f"{node}: {decider.view(node).get('decision') or 'no view yet'}"
+def _write_path():
+    """What etcd and each source's HA loop say: the leader key's holder and term, who is in sync, why."""
+    try:
+        c = ha.cluster()
+        error = ""
+    except ha.HaError as exc:
+        c, error = {"leader": None, "token": None, "sync": None, "deposed": {}, "quarantine": {}, "members": {}}, str(exc)
+    sync = c.get("sync") or {}
+    return {"leader": c["leader"], "term": c["token"], "in_sync": sync.get("standby") if sync.get("token") == c["token"] else None,
+            "deposed": c["deposed"], "quarantine": c["quarantine"], "error": error,
+            "nodes": {n: {"state": m.get("state"), "reason": m.get("reason")} for n, m in c["members"].items()}}
 
 
 def collect():
     """Return the lab's state as a dict, and whether everything is healthy and running."""
-    nodes = [{"node": containers.node_of(c), "role": containers.role_of(c), "health": containers.health(c)}
+    nodes = [{"node": containers.node_of(c), "role": containers.role_of(c), "health": containers.ready(c)}
              for c in containers.find(all=True)]
     vips = {}
     for role in topology.VIPS:
@@ -29,11 +34,14 @@ def collect():
               "sql": link.sql_running, "seconds_behind": link.seconds_behind_master,
               "last_error": link.last_error} for link in replication.links()]
     writers = topology.writers()
+    etcd = ha.members() if containers.find(role="etcd") else []
+    write_path = _write_path()
     healthy = (all(n["health"] == "healthy" for n in nodes)
                and all(len(v["holders"]) == 1 for v in vips.values())
-               and len(writers) == 1 and all(link["state"] == "running" for link in links))
-    return {"healthy": healthy, "nodes": nodes, "vips": vips, "writers": writers,
-            "decider": _decision(), "links": links}
+               and len(writers) == 1 and all(link["state"] == "running" for link in links)
+               and all(m["healthy"] for m in etcd) and not write_path["quarantine"])
+    return {"healthy": healthy, "nodes": nodes, "vips": vips, "writers": writers, "etcd": etcd,
+            "write_path": write_path, "links": links}
 
 
 def show(as_json=False):
@@ -49,9 +57,22 @@ def show(as_json=False):
     for role, name in (("lb", "web VIP"), ("dblb", "db VIP")):
         v = state["vips"][role]
         print(f"{name:<8} {v['vip']:<15} held by {', '.join(v['holders']) or 'nobody'}")
-    print(f"{'writer':<8} {', '.join(state['writers']) or 'none: writes fail (503) until the db LBs promote a source'}")
-    print(f"{'decider':<8} {state['decider']}")
+    print(f"{'writer':<8} {', '.join(state['writers']) or 'none: writes fail (503) until a source holds the leader key'}")
+    wp = state["write_path"]
+    print(f"{'leader':<8} {wp['leader'] or 'nobody'} (term {wp['term'] or '-'}), in sync: {wp['in_sync'] or 'no standby'}"
+          + (f"; etcd: {wp['error']}" if wp["error"] else ""))
+    for node, m in sorted(wp["nodes"].items()):
+        print(f"{'':<8} {node:<9} {m['state'] or '?':<11} {(m['reason'] or '')[:80]}")
+    for node, q in sorted(wp["quarantine"].items()):
+        print(f"{'':<8} ❌ {node} QUARANTINED: {q.get('why')}; make rebuild NODE={node}")
+    for node, d in sorted(wp["deposed"].items()):
+        print(f"{'':<8} {node} deposed in term {d.get('token')} (cut-off {d.get('cutoff')}): rejoins when it shows "
+              "it holds nothing past it")
     print()
+    if state["etcd"]:
+        print(f"{'etcd':<8} " + ", ".join(f"{m['name']} {'healthy' if m['healthy'] else 'DOWN'}"
+                                           f"{' (leader)' if m['leader'] else ''}" for m in state["etcd"]))
+        print()
     print(f"{'link':<20} {'state':<11} {'io':<10} {'sql':<4} {'behind_s':<9} last error")
     for link in state["links"]:
         print(f"{link['source'] + ' -> ' + link['replica']:<20} {link['state']:<11} {link['io']:<10} "

@@ -35,6 +35,11 @@ SOURCES = ("master1", "master2")
 REPLICAS = ("slave1",)
 
 MEMCACHED_NODES = ("memcached1", "memcached2")
+# The consensus store of the write path: three etcd members (a majority
+# survives one lost), holding each DB cluster's leader key (mysql/ha/).
+DCS_MEMBERS = ("etcd1", "etcd2", "etcd3")
+# The DB cluster's name in etcd (its keys live under /scalelab/clusters/<name>/).
+DB_CLUSTER = "a-m"
 # LB pairs: role -> (first, second); the first starts with the higher priority.
 LB_PAIRS = {"lb": ("lb1", "lb2"), "dblb": ("dblb1", "dblb2")}
 
@@ -46,6 +51,8 @@ class Topology:
     standard_web_nodes: int = STANDARD_WEB_NODES
     sources: tuple = SOURCES
     replicas: tuple = REPLICAS
+    dcs_members: tuple = DCS_MEMBERS
+    db_cluster: str = DB_CLUSTER
     lb_pairs: dict = field(default_factory=lambda: dict(LB_PAIRS))
 
     @property
@@ -80,13 +87,24 @@ class Topology:
         return self.db_nodes.index(node) + 1
 
     def db_address(self, node, lab_net="${LAB_NET:-172.28}"):
-        """NODE's fixed address on the db network (the decider reaches agents without DNS)."""
+        """NODE's fixed address on the db network (HAProxy and the HA loops reach it without DNS)."""
         return f"{lab_net}.4.{20 + self.server_id(node)}"
 
-    def other_source(self, node):
-        """The source that is not NODE (the pair's peer)."""
-        [other] = [s for s in self.sources if s != node]
-        return other
+    def dcs_address(self, member, lab_net="${LAB_NET:-172.28}"):
+        """MEMBER's fixed address on the dcs network (etcd's peers and clients reach it without DNS)."""
+        return f"{lab_net}.6.{31 + self.dcs_members.index(member)}"
+
+    def db_nodes_spec(self, lab_net="${LAB_NET:-172.28}"):
+        """Every DB node as name:server_id:address, comma-separated (what db-ha and lb-servers read)."""
+        return ",".join(f"{n}:{self.server_id(n)}:{self.db_address(n, lab_net)}" for n in self.db_nodes)
+
+    def dcs_endpoints(self, lab_net="${LAB_NET:-172.28}"):
+        """Every etcd member's client address, comma-separated."""
+        return ",".join(f"{self.dcs_address(m, lab_net)}:2379" for m in self.dcs_members)
+
+    def dcs_peers(self, lab_net="${LAB_NET:-172.28}"):
+        """etcd's --initial-cluster: every member's name and peer URL."""
+        return ",".join(f"{m}=http://{self.dcs_address(m, lab_net)}:2380" for m in self.dcs_members)
 
 
 LAB = Topology()
@@ -114,12 +132,20 @@ def vip_holders(role):
     return vip, holders
 
 
+# A source takes writes while read_only is off and its writer's lease (kept
+# in ha.lease by its HA loop, mysql/ha/) is valid by its own clock: past the
+# deadline its dead-man switch turns read_only on within milliseconds, and
+# it can acknowledge no commit meanwhile.
+WRITABLE_SQL = ("SELECT @@global.read_only = 0 AND IFNULL((SELECT deadline > UTC_TIMESTAMP(6) FROM ha.lease"
+                " WHERE id = 1), 0)")
+
+
 def writers():
-    """Return the sources that take writes (read_only off); normally exactly one."""
+    """Return the sources that take writes; normally exactly one."""
     out = []
     for node in SOURCES:
         try:
-            if dbnodes.value(node, "SELECT @@global.read_only") == "0":
+            if dbnodes.value(node, WRITABLE_SQL) == "1":
                 out.append(node)
         except dbnodes.DbError:
             pass

@@ -22,8 +22,11 @@ API
                        "reached": {node: bool}, "read_at": unix time}
     fault_start, fault_end   workload clock (seconds), like Op.start
     killed_web_nodes         web nodes the fault killed: their users may move to another node
-    writer_samples  [{"t": workload clock, "writable": [nodes with read_only off],
-                      "unreachable": [nodes that did not answer]}]
+    writer_samples  [{"t": workload clock, "writable": [nodes with read_only off and a valid lease],
+                      "unreachable": [nodes that did not answer]}], one per observer tick
+    writer_readings [{"node", "term", "t", "t_end"}]: every reading that found a node writable,
+                    with its term (ha.lease) and when the reading was sent and answered
+    sample_counts   {node: {"answered", "failed", "per_s"}} (None: not observed)
     order_samples   [{"t": workload clock, "node": "master1", "writable": bool,
                       "orders": set of order ids of the workload's users on that node}];
                     a node writable at t must hold every order acknowledged before t
@@ -37,6 +40,7 @@ API
     in_flight_s     how long after its end an indeterminate write may still take effect
                     (default: for ever, as in Jepsen; a finite bound keeps the search small)
     max_states      bound of the cart model's search (see below)
+    max_in_doubt_share  the share of writes that may end in doubt (few_writes_in_doubt)
 
   Verdict.valid, Verdict.checks[name] = {"ok", "errors" (a count), "first_error", "examples"
   (the first five), plus what the check adds}, Verdict.counts. Check names are the function
@@ -52,9 +56,16 @@ API
     sessions_survive                     no logged-in user got a 401
     users_stay_on_their_node             sticky sessions hold, unless the node was killed
     at_most_one_writer                   never two writable masters in a sample (+sampled)
+    writers_follow_the_terms             one node per term; no writer of an older term sampled after
+                                         one of a newer term (+sampled)
+    orders_came_from_their_terms         from the data: one origin server per term; no order of an
+                                         older term started after one of a newer term was acknowledged
+    every_node_sampled                   every DB node read at least MIN_RATE_PER_S times a second
     acknowledged_orders_never_disappear  a writer holds every order acknowledged before, or seen
                                          on a writer before (+sampled)
     service_recovered                    every kind of request served again after the fault
+    few_writes_in_doubt                  at most MAX_IN_DOUBT_SHARE of the writes (or MIN_IN_DOUBT)
+                                         ended in doubt (+in_doubt, +writes, +bound)
     within_availability_budget           no measured figure over its budget (+budget, +measured)
   Counts: operations, failed_requests, client_errors, indeterminate, acknowledged_writes,
   acknowledged_orders, lost_writes (acknowledged orders missing + cart anomalies),
@@ -117,6 +128,10 @@ MODELLED = (*WRITES, "cart", "final-cart")
 NOT_WORK = ("register", "login", "final-cart")
 ANSWERS = (400, 401, 404, 409)       # the app's answers that refuse: served, certainly without effect
 BUDGET_FIGURES = ("failed_requests", "failure_span_s", "recovery_s")
+# Writes in doubt (an answer that cannot say whether it was applied): at most
+# this share of a scenario's writes, or MIN_IN_DOUBT, whichever is more.
+MAX_IN_DOUBT_SHARE = 0.05
+MIN_IN_DOUBT = 10
 MAX_CULPRITS = 8                     # failed ops tried one by one to name the one an anomaly shows
 SHOWN = 3                            # possible carts quoted in an error
 
@@ -497,10 +512,13 @@ class Run:
     killed_web_nodes: frozenset = frozenset()
     writer_samples: list = ()
     order_samples: list = ()
+    writer_readings: list = ()
+    sample_counts: dict = None
     budget: dict = None
     in_flight_s: float = math.inf
     max_states: int = MAX_STATES
     judged_until: float = math.inf
+    max_in_doubt_share: float = MAX_IN_DOUBT_SHARE
     _replays: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -801,6 +819,72 @@ def at_most_one_writer(run):
     return found(errors, sampled=len(run.writer_samples))
 
 
+def writers_follow_the_terms(run):
+    """Check the sampled writers against their terms: one node per term, and no writer of an older term
+    seen after a writer of a newer one was (a deposed writer taking writes: two writers)."""
+    readings = sorted(run.writer_readings, key=lambda r: r["t"])
+    errors, node_of = [], {}
+    for r in readings:
+        if r["term"] is None:
+            errors.append(f"{r['node']} was writable at t={r['t']:.2f}s in no term (ha.lease empty)")
+            continue
+        other = node_of.setdefault(r["term"], r["node"])
+        if other != r["node"]:
+            errors.append(f"term {r['term']} had two writers: {other} and {r['node']} (t={r['t']:.2f}s)")
+    by_end, j, newest = sorted((r for r in readings if r["term"] is not None), key=lambda r: r["t_end"]), 0, None
+    for r in (r for r in readings if r["term"] is not None):
+        while j < len(by_end) and by_end[j]["t_end"] <= r["t"]:
+            if newest is None or by_end[j]["term"] > newest["term"]:
+                newest = by_end[j]
+            j += 1
+        if newest is not None and newest["term"] > r["term"]:
+            errors.append(f"{r['node']} was writable in term {r['term']} at t={r['t']:.2f}s, after "
+                          f"{newest['node']} was writable in the newer term {newest['term']} "
+                          f"(t={newest['t_end']:.2f}s)")
+    return found(errors, sampled=len(readings))
+
+
+def orders_came_from_their_terms(run):
+    """Check from the data (each order's origin server and term) that one writer committed each term,
+    and that no order acknowledged in an older term started after one of a newer term was acknowledged."""
+    origin = {}
+    for node in DB_NODES:
+        for oid, row in run.snapshot["orders"].get(node, {}).items():
+            origin.setdefault(oid, (row.get("origin_server"), row.get("origin_term")))
+    acked = sorted(((op, *origin[oid], oid) for oid, op in run.acked_orders.items() if oid in origin),
+                   key=lambda x: x[0].start)
+    errors, servers = [], {}
+    for op, server, term, oid in acked:
+        if term is None:
+            errors.append(f"order {oid} of {op.user} was committed in no term (on server {server})")
+            continue
+        servers.setdefault(term, set()).add(server)
+    errors += [f"term {t} has orders from servers {sorted(ss)}: two writers in one term"
+               for t, ss in sorted(servers.items()) if len(ss) > 1]
+    timed = [x for x in acked if x[2] is not None]
+    by_end, j, newest = sorted(timed, key=lambda x: x[0].end), 0, None
+    for op, server, term, oid in timed:
+        while j < len(by_end) and by_end[j][0].end < op.start:
+            if newest is None or by_end[j][2] > newest[2]:
+                newest = by_end[j]
+            j += 1
+        if newest is not None and newest[2] > term:
+            errors.append(f"order {oid} of {op.user} (term {term}, server {server}) started at t={op.start:.2f}s, "
+                          f"after order {newest[3]} of the newer term {newest[2]} was acknowledged "
+                          f"(t={newest[0].end:.2f}s): a deposed writer acknowledged it")
+    return found(errors, judged=len(timed))
+
+
+def every_node_sampled(run):
+    """Check that the observer read every DB node often enough for the safety checks to mean something."""
+    if run.sample_counts is None:
+        return found([], sampled="not observed")
+    from chaos.monitor import MIN_RATE_PER_S  # noqa: PLC0415 - the bound lives with the observer
+    errors = [f"{node} was read {c['answered']} times ({c['per_s']}/s), under {MIN_RATE_PER_S}/s"
+              for node, c in sorted(run.sample_counts.items()) if c["per_s"] < MIN_RATE_PER_S]
+    return found(errors, counts=run.sample_counts)
+
+
 def acknowledged_orders_never_disappear(run):
     """Check that a writable node holds every order acknowledged, or seen on a writer, before the sample."""
     errors, first_seen = [], {}
@@ -827,6 +911,21 @@ def service_recovered(run):
     return found(errors)
 
 
+def few_writes_in_doubt(run):
+    """Check that at most max_in_doubt_share of the writes sent (or MIN_IN_DOUBT, if more) ended in doubt.
+
+    Each write in doubt is one the checks can only bound, not verify: past
+    the bound, a run that passes proves too little.
+    """
+    writes = [op for op in run.history if op.kind in WRITES]
+    in_doubt = [op for op in writes if op.outcome == "indeterminate"]
+    bound = max(MIN_IN_DOUBT, math.floor(run.max_in_doubt_share * len(writes)))
+    errors = [] if len(in_doubt) <= bound else [
+        f"{len(in_doubt)} of {len(writes)} writes ended in doubt, over the bound of {bound} "
+        f"({run.max_in_doubt_share:.0%}); the first at t={min(op.start for op in in_doubt):.2f}s"]
+    return found(errors, in_doubt=len(in_doubt), writes=len(writes), bound=bound)
+
+
 def within_availability_budget(run):
     """Check that no measured availability figure exceeds the scenario's budget."""
     budget = dict(run.budget or {})
@@ -849,8 +948,12 @@ CHECKS = (
     sessions_survive,
     users_stay_on_their_node,
     at_most_one_writer,
+    writers_follow_the_terms,
+    orders_came_from_their_terms,
+    every_node_sampled,
     acknowledged_orders_never_disappear,
     service_recovered,
+    few_writes_in_doubt,
     within_availability_budget,
 )
 
@@ -920,14 +1023,19 @@ def _counts(run, checks):
 
 
 def check(history, final_carts, snapshot, fault_start, fault_end, killed_web_nodes=(), *,
-          writer_samples=(), order_samples=(), budget=None, in_flight_s=math.inf, max_states=MAX_STATES,
-          judged_until=math.inf):
+          writer_samples=(), order_samples=(), writer_readings=(), sample_counts=None, budget=None,
+          in_flight_s=math.inf, max_states=MAX_STATES,
+          judged_until=math.inf, max_in_doubt_share=MAX_IN_DOUBT_SHARE):
     """Judge HISTORY and FINAL_CARTS against SNAPSHOT, SAMPLES and BUDGET with every check in CHECKS."""
     run = Run(list(history), dict(final_carts), snapshot, fault_start, fault_end, frozenset(killed_web_nodes),
-              list(writer_samples), list(order_samples), budget, in_flight_s, max_states, judged_until)
+              list(writer_samples), list(order_samples), list(writer_readings), sample_counts, budget,
+              in_flight_s, max_states, judged_until, max_in_doubt_share)
     verdict = Verdict()
     for chk in CHECKS:
-        errors, extra = chk(run)
+        try:
+            errors, extra = chk(run)
+        except Exception as exc:  # noqa: BLE001 - one broken check must not lose the whole verdict
+            errors, extra = [f"the check itself failed: {type(exc).__name__}: {exc}"], {}
         verdict.add(chk.__name__, errors, **extra)
     verdict.counts = _counts(run, verdict.checks)
     return verdict

@@ -1,4 +1,5 @@
 """The chaos report: reports/chaos/report.json, report.md, and a timeline PNG per scenario."""
+import collections
 import dataclasses
 import json
 import math
@@ -9,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: write files only
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
-from labctl import settings  # noqa: E402
+from labctl import containers, settings  # noqa: E402
 
 REPORT_DIR = settings.ROOT / "reports" / "chaos"
 BUDGET_LABELS = {"failed_requests": "≤ {} failed", "failure_span_s": "span ≤ {} s", "recovery_s": "recovery ≤ {} s"}
@@ -30,6 +31,9 @@ def scenario_entry(name, description, verdict, fault_start, fault_end, plot, his
         "budget": verdict.checks["within_availability_budget"]["budget"],
         "indeterminate_requests": c["indeterminate"],
         "operations": c["operations"],
+        "indeterminate_share": round(c["indeterminate"] / c["operations"], 4) if c["operations"] else 0.0,
+        # How often the observer read each DB node (chaos.monitor): what the safety checks stand on.
+        "samples": verdict.checks.get("every_node_sampled", {}).get("counts"),
         "recovery_s": None if math.isinf(c["recovery_s"]) else c["recovery_s"],
         "recovery_by_kind_s": {k: (None if math.isinf(v) else v) for k, v in c["recovery_by_kind_s"].items()},
         "acknowledged_writes": c["acknowledged_writes"],
@@ -51,6 +55,42 @@ def save_history(name, history):
         for op in sorted(history, key=lambda o: o.start):
             f.write(json.dumps(dataclasses.asdict(op), default=str) + "\n")
     return path.name
+
+
+def _brief(text):
+    """One log line, short: etcd's JSON lines become their message and error."""
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return text
+    return " ".join(str(entry[k]) for k in ("msg", "error", "remote-peer-id") if k in entry)
+
+
+def save_ha_log(name, since):
+    """Write what the write path did during the scenario: every db-ha line of the database nodes and
+    every etcd warning since SINCE (a UTC datetime), merged by time; return (its file name, its lines).
+    """
+    lines = []
+    for role, keep in (("db-source", "db-ha "), ("db-replica", "db-ha "), ("etcd", "")):
+        for c in containers.find(role=role, all=True):
+            log = c.logs(since=since, timestamps=True).decode("utf-8", "replace")
+            node = containers.node_of(c)
+            lines += [f"{line[:26]} {node:<8} {_brief(line[31:])}" for line in log.splitlines() if keep in line]
+    lines.sort()
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    path = REPORT_DIR / f"{name}.ha.log"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path.name, lines
+
+
+def failures_summary(history, last=8):
+    """Return the failed operations as text: how many of each kind and answer, and the LAST few in time."""
+    failed = sorted((op for op in history if op.outcome != "ok"), key=lambda o: o.start)
+    kinds = collections.Counter((op.kind, op.outcome, op.status, (op.error or "")[:80]) for op in failed)
+    out = [f"  {n:4d} x {kind} {outcome} {status} {error}" for (kind, outcome, status, error), n in kinds.most_common()]
+    out += [f"  t={op.start:7.3f}-{op.end:7.3f} {op.kind} {op.outcome} {op.status} via {op.served_by} {op.error[:80]}"
+            for op in failed[-last:]]
+    return "\n".join(out) or "  none"
 
 
 def plot(name, history, fault_start, fault_end):

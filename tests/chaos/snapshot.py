@@ -7,29 +7,43 @@ whose format the checker's docstring describes.
 import time
 
 from labctl import dbnodes, progress, topology
+from labha import gtid
 from chaos.checker import CHECKSUM_TABLES, DB_NODES
 
 
 def _positions(node):
-    """Return NODE's binlog GTID position as {domain: seq}."""
-    pos = dbnodes.value(node, "SELECT @@gtid_binlog_pos") or ""
-    return {int(d): int(seq) for d, _, seq in (g.split("-") for g in pos.split(",") if g)}
+    """Return NODE's binlog GTID position as {domain: (server id, seq)}."""
+    return gtid.parse(dbnodes.value(node, "SELECT @@gtid_binlog_pos") or "")
+
+
+def _holds(pos, domain, want):
+    """True when POS holds WANT ((server id, seq)) in DOMAIN: a later seq, or the same GTID.
+
+    The same seq from another server is a different transaction under the
+    same number (what gtid_strict_mode exists to refuse): not converged.
+    """
+    have = pos.get(domain, (0, 0))
+    return have[1] > want[1] or have == want
 
 
 def _wait_for_convergence(timeout_s):
     """Wait (bounded) until every node executed what both masters had logged; return (target, positions, reached)."""
-    # Every node must have executed everything both sources had logged at
-    # this moment (in their own GTID domains, numbered like their server ids).
+    # Every node must have executed everything the sources had logged at
+    # this moment in their app domains (numbered like their server ids;
+    # heartbeats, in domains of their own, never stop moving).
     target = {}
     for source in topology.SOURCES:
         domain = topology.LAB.server_id(source)
-        target[domain] = _positions(source).get(domain, 0)
+        for node in topology.SOURCES:
+            got = _positions(node).get(domain)
+            if got is not None and got[1] >= target.get(domain, (0, 0))[1]:
+                target[domain] = got
     positions, reached = {}, {}
 
     def converged():
         for node in DB_NODES:
             positions[node] = _positions(node)
-            reached[node] = all(positions[node].get(d, 0) >= s for d, s in target.items())
+            reached[node] = all(_holds(positions[node], d, want) for d, want in target.items())
         return all(reached.values()), dict(reached)
 
     try:
@@ -42,13 +56,15 @@ def _wait_for_convergence(timeout_s):
 def _orders(node, names):
     """Return {order id: {"user_id", "username", "key", "items"}} of the users NAMES on NODE."""
     rows = dbnodes.query(node, f"""
-        SELECT o.id, o.user_id, u.username, o.idempotency_key AS k,
+        SELECT o.id, o.user_id, u.username, o.idempotency_key AS k, o.origin_server, o.origin_term,
                GROUP_CONCAT(i.product_id, ':', i.qty ORDER BY i.product_id) AS items
         FROM lab.orders o JOIN lab.users u ON u.id = o.user_id
         LEFT JOIN lab.order_items i ON i.order_id = o.id
         WHERE u.username IN ({names}) GROUP BY o.id""")
     return {int(r["id"]): {
         "user_id": int(r["user_id"]), "username": r["username"], "key": r["k"],
+        "origin_server": None if r["origin_server"] is None else int(r["origin_server"]),
+        "origin_term": None if r["origin_term"] is None else int(r["origin_term"]),
         "items": {int(p): int(q) for p, q in (x.split(":") for x in (r["items"] or "").split(",") if x)},
     } for r in rows}
 

@@ -10,12 +10,14 @@ samples with every DB node, and holds the fault and its recovery to the
 scenario's availability budget.
 Run them all with `make chaos`, one with `make chaos SCENARIO=<name>`.
 """
+import datetime
 import time
 from dataclasses import dataclass
 
 import pytest
 
-from labctl import containers, haproxy, operations, progress, spike, topology
+from labha import plan as ha_plan
+from labctl import containers, ha, haproxy, operations, progress, spike, topology
 from chaos import checker, report, snapshot
 from chaos.monitor import SafetySampler
 from chaos.workload import Workload
@@ -27,6 +29,7 @@ FIRST, SECOND = topology.SOURCES
 WARMUP_S = 4      # shopping before the fault
 HOLD_S = 8        # how long a fault lasts
 RECOVER_S = 6     # shopping after the heal, to see the service come back
+HA_LOG_LINES = 120  # how much of the write path's log a failed scenario prints
 AFTER_S = 3       # shopping after the failback, before the final reads
 USERS = 6
 SPIKE_CLIENTS = 32
@@ -61,16 +64,14 @@ def _hold(seconds=HOLD_S):
 # web nodes it took away (their users may change node).
 
 def _kill_for_a_while(nz, *nodes):
-    faults = [nz.kill(n) for n in nodes]
-    _hold()
-    for f in faults:
-        f.heal()
+    _for_a_while(*[nz.kill(n) for n in nodes])
     return {n for n in nodes if n.startswith("web")}
 
 
-def _for_a_while(fault, seconds=HOLD_S):
+def _for_a_while(*faults, seconds=HOLD_S):
     _hold(seconds)
-    fault.heal()
+    for f in faults:
+        f.heal()
     return set()
 
 
@@ -129,7 +130,7 @@ def kill_memcached(nz, w):
 
 
 def pause_write_master(nz, w):
-    return _for_a_while(nz.pause(_writer()), 6)
+    return _for_a_while(nz.pause(_writer()), seconds=6)
 
 
 def partition_masters(nz, w):
@@ -154,12 +155,87 @@ def failback_while_masters_are_partitioned(nz, w):
     with pytest.raises(SystemExit, match="not keeping up"):
         operations.failback()
     assert topology.writers() == [SECOND], "a refused failback must leave the writer in place"
-    return _for_a_while(cut, HOLD_S - 2)
+    return _for_a_while(cut, seconds=HOLD_S - 2)
 
 
 def cut_active_dblb_from_writer(nz, w):
     # Asymmetric: the deciding db LB cannot reach the writer; everyone else can.
     return _for_a_while(nz.partition(topology.vip_holders("dblb")[1][0], [_writer()]))
+
+
+# ---- the grey failures of the write path (and etcd's own faults) ----------------------------
+
+def freeze_writer_helpers(nz, w):
+    """Every process of the writer's container stops but mariadbd: its HA loop and heartbeat hang."""
+    return _for_a_while(nz.freeze(_writer()), seconds=6)
+
+
+def freeze_writer_helpers_and_reset_standby_link(nz, w):
+    """The writer's helpers hang, then the standby's replication connection to it is reset."""
+    writer, standby = _writer(), _standby()
+    frozen = nz.freeze(writer)
+    _hold(0.3)
+    reset = nz.reset(standby, [writer])
+    _hold(1.5)
+    reset.heal()
+    _hold(4)
+    frozen.heal()
+    return set()
+
+
+def _everyone_but(*nodes):
+    return [containers.node_of(c) for c in containers.find() if containers.node_of(c) not in nodes]
+
+
+def writer_lost_in_semi_sync_wait(nz, w):
+    """Cut the writer from its standby (commits wait for its ack), then from every other node."""
+    writer, standby = _writer(), _standby()
+    # The second cut must land inside the wait: sooner than the leader gives
+    # up on its standby (DEGRADE_S) and records it out of sync,
+    # after which the standby may not take over (a different scenario).
+    cut = nz.partition_in_two_steps(writer, [standby], _everyone_but(writer, standby),
+                                    after_s=0.6 * ha_plan.DEGRADE_S)
+    _hold(HOLD_S)
+    cut.heal()
+    return set()
+
+
+def partition_db_lbs(nz, w):
+    """The two db LBs cannot see each other: both hold the db VIP."""
+    first, second = topology.LB_PAIRS["dblb"]
+    return _for_a_while(nz.partition(first, [second]))
+
+
+def partition_writer_from_etcd_majority(nz, w):
+    """The writer and one etcd member on one side, the two other members on the other."""
+    writer = _writer()
+    lone, *majority = topology.DCS_MEMBERS
+    cuts = [nz.partition(lone, majority), nz.partition(writer, majority)]
+    _hold()
+    for cut in reversed(cuts):
+        cut.heal()
+    return set()
+
+
+def _etcd_leader():
+    [leader] = [m["name"] for m in ha.members() if m["leader"]]
+    return leader
+
+
+def kill_etcd_leader(nz, w):
+    return _kill_for_a_while(nz, _etcd_leader())
+
+
+def lose_etcd_quorum(nz, w):
+    """Two of the three etcd members (the leader among them) die for 10 s."""
+    leader = _etcd_leader()
+    other = next(m for m in topology.DCS_MEMBERS if m != leader)
+    return _for_a_while(nz.kill(leader), nz.kill(other), seconds=10)
+
+
+def dns_outage_at_the_web_lbs(nz, w):
+    """Docker's DNS stops answering both web LBs: they route on the addresses they last resolved."""
+    return _for_a_while(*[nz.cut_dns(lb) for lb in topology.LB_PAIRS["lb"]])
 
 
 def slow_slave(nz, w):
@@ -178,7 +254,8 @@ def load_spike(nz, w):
 
 
 def restart_lab(nz, w):
-    nz.restart_lab()
+    with w.sampler.suspended():   # make down removes the networks the observer is on
+        nz.restart_lab()
     return {c.labels["lab.node"] for c in containers.find(role="web")}
 
 
@@ -216,6 +293,26 @@ SCENARIOS = [
              "move writes to master2, cut the masters apart, try make failback (refused)", WRITER_FAILOVER),
     Scenario("cut-active-dblb-from-writer", cut_active_dblb_from_writer,
              "the deciding db LB cannot reach the writer; everyone else can", WRITER_FAILOVER),
+    Scenario("freeze-writer-helpers", freeze_writer_helpers,
+             "SIGSTOP every process of the writer but mariadbd for 6 s (its HA loop hangs)", WRITER_FAILOVER),
+    Scenario("freeze-writer-helpers-and-reset-standby-link", freeze_writer_helpers_and_reset_standby_link,
+             "the writer's helpers hang, then the standby's replication connection is reset for 1.5 s",
+             # the reset costs the catch-up a reconnect (1 s) on top of the failover
+             {"failure_span_s": 5.0}),
+    Scenario("writer-lost-in-semi-sync-wait", writer_lost_in_semi_sync_wait,
+             "cut the writer from the standby, then 0.6 s later from every other node, for 8 s",
+             # commits wait for the standby's ack, then the failover
+             {"failure_span_s": 5.0}),
+    Scenario("partition-db-lbs", partition_db_lbs, "the two db LBs cannot see each other (both hold the db VIP)",
+             VIP_MOVE),
+    Scenario("partition-writer-from-etcd-majority", partition_writer_from_etcd_majority,
+             "the writer and one etcd member cut off from the two others", WRITER_FAILOVER),
+    Scenario("kill-etcd-leader", kill_etcd_leader, "kill the etcd member that leads etcd's raft", FREE),
+    Scenario("lose-etcd-quorum", lose_etcd_quorum, "kill two of the three etcd members for 10 s",
+             # no quorum, no leader key: writes stop within a lease and resume with the quorum
+             {"failure_span_s": 14.0}),
+    Scenario("dns-outage-at-the-web-lbs", dns_outage_at_the_web_lbs,
+             "Docker's DNS does not answer lb1 and lb2 for 8 s", FREE),
     Scenario("slow-slave", slow_slave, "add 200 ms of latency to slave1's network", FREE),
     Scenario("load-spike", load_spike, "32 cookie-less visitors for 8 s, no fault: no failover", FREE),
     Scenario("restart-lab", restart_lab, "restart the whole lab (make down && make up)", {"failure_span_s": 120.0}),
@@ -267,19 +364,22 @@ def run_phases(s, nemesis, w, live):
 def test_scenario(nemesis, chaos_report, s):
     progress.step(f"scenario {s.name}: {s.description}")
     w = Workload(users=USERS)
+    since = datetime.datetime.now(datetime.timezone.utc)
     try:
         w.sign_up()
-        sampler = SafetySampler([u.name for u in w.users], w.clock)
+        sampler = w.sampler = SafetySampler([u.name for u in w.users], w.clock)
         with Progress(s.name, w) as live, sampler:
             killed, fault_start, fault_end, judged_until = run_phases(s, nemesis, w, live)
             live.phase = "checking"
             final = w.final_carts()
+            counts = sampler.counts()
         db = snapshot.read_db([u.name for u in w.users])
     finally:
         w.stop()
         w.close()
     verdict = checker.check(w.history, final, db, fault_start, fault_end, killed,
                             writer_samples=sampler.writer_samples, order_samples=sampler.order_samples,
+                            writer_readings=sampler.writer_readings, sample_counts=counts,
                             budget=s.budget, judged_until=judged_until)
     plot = report.plot(s.name, w.history, fault_start, fault_end)
     entry = report.scenario_entry(s.name, s.description, verdict, fault_start, fault_end, plot,
@@ -290,4 +390,12 @@ def test_scenario(nemesis, chaos_report, s):
                 f"(span {c['failure_span_s']} s; budget {s.budget}), recovery {c['recovery_s']} s, "
                 f"{c['acknowledged_writes']} acked writes, {c['lost_writes']} lost, {c['duplicate_writes']} duplicated")
     failed = {n: chk["first_error"] for n, chk in verdict.checks.items() if not chk["ok"]}
+    ha_log, ha_lines = report.save_ha_log(s.name, since)
+    if failed:
+        # CI shows only what is printed: what the write path did, for the post-mortem.
+        print(f"what the write path logged during {s.name} (all of it: reports/chaos/{ha_log}):")
+        print("\n".join(ha_lines[-HA_LOG_LINES:]))
+        print(f"its failed requests (t from the workload's start; fault {fault_start:.1f}-{fault_end:.1f} s, "
+              f"judged until {judged_until:.1f} s):")
+        print(report.failures_summary(w.history))
     assert not failed, f"{s.name} failed: {failed}"

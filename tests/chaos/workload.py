@@ -10,6 +10,7 @@ time and one of three outcomes:
                 that failed around a commit).
 The checker reasons about indeterminate writes instead of guessing.
 """
+import concurrent.futures
 import random
 import secrets
 import threading
@@ -47,14 +48,16 @@ class Op:
         return self.end - self.start
 
 
-def _outcome(status, served_by):
+def _outcome(status, served_by, body):
     """Classify a response: ok, fail (certainly not applied) or indeterminate."""
     if 200 <= status < 300:
         return "ok"
     if status == 503 and served_by is None:
         return "fail"           # HAProxy had no server: the request reached no web node
+    if status == 503 and isinstance(body, dict) and body.get("applied") is False:
+        return "fail"           # the app says nothing of it was done (no database reached, or no commit sent)
     if status >= 500:
-        return "indeterminate"  # a 502/504, or the app's 503 around a commit
+        return "indeterminate"  # a 502/504, or the app's 503 with a commit in doubt
     return "fail"               # 4xx, including the LB's 429
 
 
@@ -75,11 +78,11 @@ class User:
         try:
             r = self.client.request(method, path, headers=headers, **kw)
             op.status, op.served_by = r.status_code, r.headers.get("X-Served-By")
-            op.outcome = _outcome(r.status_code, op.served_by)
             try:
                 body = r.json()
             except ValueError:
                 body = None
+            op.outcome = _outcome(r.status_code, op.served_by, body)
             if op.outcome != "ok":
                 op.error = (body or {}).get("error", "") if isinstance(body, dict) else r.text[:100]
         except requests.ConnectionError as exc:
@@ -177,11 +180,13 @@ class Workload:
         return time.monotonic() - self.t0
 
     def sign_up(self, timeout_s=60):
-        """Register and log in every user (before any fault); fail if one cannot."""
+        """Register and log in every user, in parallel (before any fault); fail if one cannot."""
         deadline = self.clock() + timeout_s
-        for u in self.users:
-            if not u.sign_up(deadline):
-                raise AssertionError(f"{u.name} could not sign up before the fault")
+        with concurrent.futures.ThreadPoolExecutor(len(self.users) or 1) as pool:
+            done = list(pool.map(lambda u: u.sign_up(deadline), self.users))
+        failed = [u.name for u, ok in zip(self.users, done) if not ok]
+        if failed:
+            raise AssertionError(f"{', '.join(failed)} could not sign up before the fault")
 
     def start(self):
         """Start every user's loop in its own thread."""

@@ -6,6 +6,7 @@ are Debian's (`.ci/run` installs them), driven with selenium.
 """
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,9 @@ def console(lab):
     proc = subprocess.Popen([sys.executable, "-m", "labctl", "console", "--port", str(PORT)], cwd=settings.ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        line = proc.stdout.readline()  # the first line is the URL (bounded by the page load below)
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the console printed nothing in 60 s"
+        line = proc.stdout.readline()  # the first line is the URL
         m = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
         assert m, f"the console printed no URL: {line!r}"
         yield m.group(1)
@@ -103,7 +106,11 @@ def test_the_console_shows_the_lab_and_moves_the_vip_when_its_holder_is_killed(c
         assert "kill " + holder in browser.find_element(By.ID, "log").text
         REPORT_DIR.mkdir(parents=True, exist_ok=True)
         time.sleep(2)  # a little of the strip after the fault, for the picture
-        assert browser.save_screenshot(str(REPORT_DIR / "console.png"))
+        shot = REPORT_DIR / "console.png"
+        assert browser.save_screenshot(str(shot))
+        data = shot.read_bytes()
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and width >= 900 and height >= 600, (len(data), width, height)
     finally:
         lifecycle.heal()
 

@@ -61,13 +61,14 @@ def test_killing_the_web_vip_holder_moves_the_vip(heal, client):
     assert wait_ok(lambda: client.get("/healthz")).status_code == 200
 
 
-def test_a_logged_in_user_keeps_web_node_and_session_across_lb_failover(heal, client):
-    first = client.get("/")
+def test_a_logged_in_user_keeps_web_node_and_session_across_lb_failover(heal, logged_in):
+    first = logged_in.get("/")
     node, visits = first.headers["X-Served-By"], first.json()["visits"]
     containers.get(vip_holder("lb")).kill()
-    after = wait_ok(lambda: client.get("/"))
+    after = wait_ok(lambda: logged_in.get("/"))
     assert after.headers["X-Served-By"] == node, "the sticky cookie must mean the same on both LBs"
     assert after.json()["visits"] > visits, "the session must survive the LB failover"
+    assert logged_in.get("/cart").status_code == 200, "the user must still be logged in (not 401)"
 
 
 def test_killing_only_haproxy_in_the_vip_holder_moves_the_vip(heal, client):

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from labctl import containers, dbnodes, lag, progress, replication, settings, topology
+from labctl import containers, dbnodes, ha, lag, lifecycle, progress, replication, settings, topology
 
 # The lab's sources (masters) and read replica (slave), from its topology.
 FIRST, SECOND = topology.SOURCES
@@ -65,12 +65,18 @@ def wait_lag_under(limit_ms, timeout_s):
 
 @contextlib.contextmanager
 def stopped(node, threads):
-    """Nemesis: STOP THREADS on NODE (e.g. "ALL SLAVES SQL_THREAD"); heal: START them, wait."""
+    """Nemesis: STOP THREADS on NODE (e.g. "ALL SLAVES SQL_THREAD"); heal: START them, wait.
+
+    The node's HA loop owns its links and would start them again at once:
+    it is asked to hold them (start and stop none) meanwhile.
+    """
+    ha.hold_links(node, HEAL_TIMEOUT_S)
     dbnodes.query(node, f"STOP {threads}", root=True)
     try:
         yield
     finally:
         dbnodes.query(node, f"START {threads}", root=True)
+        ha.hold_links(node, 0)
         wait_replication_running()
 
 
@@ -343,7 +349,7 @@ def test_heartbeats_resume_after_a_master_restarts(lab):
     master = containers.get(SECOND)
     try:
         master.restart(timeout=30)
-        progress.wait_until(lambda: (containers.health(master) == "healthy", None), HEAL_TIMEOUT_S)
+        lifecycle.wait_healthy([SECOND])
         wait_replication_running()
         resumed_s = wait_lag_under(1000, timeout_s=30)
     finally:

@@ -1,4 +1,4 @@
-"""What the lab defends at its edges: operators' endpoints, the lab CA, the DB agents, the console's network."""
+"""What the lab defends at its edges: operators' endpoints, the lab CA, the HA loops, the console's network."""
 import subprocess
 
 import pytest
@@ -8,7 +8,7 @@ from labctl.containers import addresses
 from labtest import BASE_URL, Client, can_connect
 
 # printf format: \\r\\n are CRLF for printf; the body does not matter (refused before it is read).
-PROMOTE = "POST /promote HTTP/1.0\\r\\nContent-Length: 2\\r\\n\\r\\n{}"
+SWITCHOVER = "POST /switchover HTTP/1.0\\r\\nContent-Length: 2\\r\\n\\r\\n{}"
 HTTPS = f"https://127.0.0.1:{settings.HTTPS_PORT}"
 
 
@@ -35,24 +35,22 @@ def test_the_lab_ca_can_vouch_only_for_localhost_and_its_key_is_gone(lab):
     assert not (tls.TLS_DIR / "ca.key").exists(), "the CA's private key must not be kept"
 
 
-def _post_to_agent(from_node, to_node, secret=None):
-    """Send POST /promote to TO_NODE's agent from FROM_NODE's container; return the status line."""
-    auth = f"Authorization: Bearer {secret}\\r\\n" if secret else ""
-    request = PROMOTE.replace("HTTP/1.0\\r\\n", f"HTTP/1.0\\r\\n{auth}")
+def _post_to_ha(from_node, to_node):
+    """Send a switchover request to TO_NODE's HA loop from FROM_NODE's container; return the status line."""
     address = next(a for a in addresses(to_node) if a.startswith(f"{settings.LAB_NET}.4."))
-    script = f"exec 3<>/dev/tcp/{address}/9200 && printf '{request}' >&3 && head -n1 <&3"
+    script = f"exec 3<>/dev/tcp/{address}/9200 && printf '{SWITCHOVER}' >&3 && head -n1 <&3"
     code, out = containers.sh(containers.get(from_node), ["bash", "-c", script])
     assert code == 0, out
     return out.strip()
 
 
-def test_a_db_agent_takes_actions_only_from_the_db_lbs_with_the_secret(lab):
-    secret = (settings.SECRETS_DIR / "db_agent_secret").read_text().strip()
+@pytest.mark.parametrize("sender", [pytest.param(topology.REPLICAS[0], id="a-peer-db-node"),
+                                    pytest.param("dblb1", id="a-db-lb")])
+def test_an_ha_loop_takes_operator_requests_from_inside_its_node_only(lab, sender):
     source = topology.SOURCES[1]
-    # The replica shares the db network, knows the secret, and is still refused: not a db LB.
-    assert " 403 " in _post_to_agent(topology.REPLICAS[0], source, secret)
-    # A db LB without the secret is refused too.
-    assert " 403 " in _post_to_agent("dblb1", source)
+    before = topology.writers()
+    assert " 403 " in _post_to_ha(sender, source)
+    assert topology.writers() == before, "a refused request must change nothing"
 
 
 @pytest.mark.parametrize("vip_of, port", [pytest.param("dblb1", 3306, id="db-vip"),

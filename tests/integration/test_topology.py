@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from labctl import containers, settings, status, topology
+from labctl import containers, ha, settings, status, topology
 from labctl.containers import addresses
 from labtest import app_sql, can_connect, probe_count, wait_for_probe, write_probe
 
@@ -59,7 +59,8 @@ def test_sticky_cookie_keeps_a_user_on_one_web_node(client):
 @pytest.mark.parametrize("role", ["lb", "dblb"])
 def test_exactly_one_node_of_each_lb_pair_holds_the_vip(lab, role):
     vip, holders = topology.vip_holders(role)
-    assert vip
+    # The pair's own labels (set by compose) name the same VIP the topology does.
+    assert {c.labels["lab.vip"] for c in containers.find(role=role)} == {vip}
     assert len(holders) == 1, f"{vip} held by {holders}"
 
 
@@ -148,4 +149,6 @@ def test_status_json_is_the_state_a_script_can_read(lab):
     state = json.loads(out.stdout)
     assert {n["node"] for n in state["nodes"]} >= set(topology.DB_NODES) | set(topology.WEB_NODES[:3])
     assert state["vips"]["lb"]["vip"] == topology.VIPS["lb"] and len(state["vips"]["lb"]["holders"]) == 1
-    assert state["writers"] == topology.writers()
+    # The writer it names is the holder of the leader key in etcd, and what the db LBs route writes to.
+    assert state["writers"] == [ha.cluster()["leader"]] == [state["write_path"]["leader"]]
+    assert all(ha.routed(lb) == state["writers"] for lb in topology.LB_PAIRS["dblb"])

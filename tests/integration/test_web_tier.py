@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from labctl import containers, dbnodes, progress, topology
+from labctl import containers, dbnodes, lifecycle, progress, topology
 from labctl import secrets as lab_secrets
 from labtest import Client
 from unit.bad_input import CASES
@@ -14,7 +14,6 @@ from unit.bad_input import CASES
 FIRST, SECOND = topology.SOURCES
 [REPLICA] = topology.REPLICAS
 
-HEAL_TIMEOUT_S = 90
 PASSWORD = "integration password"
 RATE_LIMITED_TRIES = 5
 
@@ -65,13 +64,6 @@ def admin_client():
     return c
 
 
-def wait_healthy(node):
-    """Wait (bounded) until NODE's container is healthy again."""
-    container = containers.get(node)
-    progress.wait_until(lambda: (containers.health(container) == "healthy", containers.health(container)),
-                        HEAL_TIMEOUT_S)
-
-
 @contextlib.contextmanager
 def stopped(*nodes, kill=False):
     """Stop (or kill) NODES for the block; start them again and wait until healthy, whatever happens."""
@@ -83,8 +75,7 @@ def stopped(*nodes, kill=False):
     finally:
         for node in nodes:
             containers.get(node).start()
-        for node in nodes:
-            wait_healthy(node)
+        lifecycle.wait_healthy(list(nodes))
 
 
 def cart_items(client):

@@ -13,7 +13,7 @@ import requests
 
 from chaos.monitor import SafetySampler
 from labctl.nemesis import Nemesis
-from labctl import dbnodes, decider, haproxy, lifecycle, operations, progress, replication, spike, topology
+from labctl import dbnodes, ha, haproxy, lifecycle, operations, progress, replication, spike, topology
 from labtest import Client
 
 # The lab's sources (masters) and read replica (slave), from its topology.
@@ -148,24 +148,19 @@ def test_a_writer_cut_off_from_its_standby_then_killed_hides_no_acknowledged_ord
         nemesis.kill(writer)
         killed_at = time.monotonic()
         time.sleep(8)
-        after_kill = sorted(t for s in shoppers for t, _, _ in s.orders if t > killed_at)
-        if after_kill:
-            # Writes came back without the old writer: only allowed if the
-            # new one holds everything acknowledged before.
-            missing = set(during) - set(orders_on(standby, during))
-            assert not missing, (f"{standby} took writes {after_kill[0] - killed_at:.1f} s after the kill "
-                                 f"while {len(missing)} acknowledged orders were missing on it")
-        # The only other honest outcome: writes stay unavailable, and say so.
-        else:
-            assert "waiting for" in status_decision() or "may lack" in status_decision()
+        # (An answer the writer sent just before it died may arrive a few ms after the kill.)
+        after_kill = sorted(t for s in shoppers for t, _, _ in s.orders if t > killed_at + 0.5)
+        # The writer went on asynchronously after the cut (having recorded that
+        # its standby was out of sync), so the standby may lack acknowledged
+        # orders: writes must stay unavailable until the old writer is back,
+        # and the standby must say why.
+        assert not after_kill, (f"{standby} took writes {after_kill[0] - killed_at:.1f} s after the kill, "
+                                "though it was not in sync")
+        reason = ha.view(standby).get("reason", "")
+        assert "waiting for it to return" in reason, reason
     nemesis.heal_all()
     assert_every_order_once_everywhere(shoppers)
     sampler.assert_one_writer_at_most()
-
-
-def status_decision():
-    """Return what the deciding db LB says it is doing."""
-    return decider.view(decider.holder()).get("decision", "")
 
 
 def test_failback_during_a_master_partition_is_refused_and_writes_stay(nemesis):

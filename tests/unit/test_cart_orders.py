@@ -112,8 +112,8 @@ def test_a_failed_checkout_writes_nothing(auth, db, stack):
     # The master is frozen: the checkout cannot commit, and leaves nothing half-done.
     with stack["primary"].paused():
         r = place_order(c)
-    assert r.status_code == 503
-    assert db.snapshot() == before
+    assert r.status_code == 503 and r.get_json()["applied"] is False, r.get_json()
+    assert db.snapshot() == before, "the answer said nothing was done"
     assert place_order(c).status_code == 201
 
 

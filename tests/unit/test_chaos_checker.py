@@ -70,10 +70,10 @@ def final(shown, user="u-0"):
     return {user: op("final-cart", 30, user=user, result={"cart": shown})}
 
 
-def order(key, items, user="u-0", user_id=None):
-    """An order row as the snapshot holds it."""
+def order(key, items, user="u-0", user_id=None, origin_server=1, origin_term=5):
+    """An order row as the snapshot holds it (committed by server 1 in term 5, by default)."""
     return {"user_id": USER_IDS[user] if user_id is None else user_id, "username": user, "key": key,
-            "items": items}
+            "items": items, "origin_server": origin_server, "origin_term": origin_term}
 
 
 def snapshot(orders=None):
@@ -117,8 +117,8 @@ ORDER_SAMPLES = [{"t": 5.0, "node": "master1", "writable": True, "orders": {101}
 
 
 def test_a_consistent_history_passes():
-    v = run(writer_samples=WRITER_SAMPLES, order_samples=ORDER_SAMPLES,
-            budget={"failed_requests": 2, "failure_span_s": 5.0, "recovery_s": 15.0})
+    v = run(writer_samples=WRITER_SAMPLES, order_samples=ORDER_SAMPLES, writer_readings=WRITER_READINGS,
+            sample_counts=SAMPLE_COUNTS, budget={"failed_requests": 2, "failure_span_s": 5.0, "recovery_s": 15.0})
     assert v.valid, failed_checks(v)
     assert set(v.checks) == {c.__name__ for c in CHECKS}
     assert set(REPORTED_COUNTS) <= set(v.counts)
@@ -126,6 +126,8 @@ def test_a_consistent_history_passes():
     assert v.counts["lost_writes"] == 0 and v.counts["duplicate_writes"] == 0
     assert v.checks["at_most_one_writer"]["sampled"] == 3
     assert v.checks["acknowledged_orders_never_disappear"]["sampled"] == 3
+    assert v.checks["writers_follow_the_terms"]["sampled"] == 2
+    assert v.checks["every_node_sampled"]["counts"] == SAMPLE_COUNTS
 
 
 def test_check_leaves_its_inputs_as_they_were():
@@ -136,8 +138,15 @@ def test_check_leaves_its_inputs_as_they_were():
 
 def test_unsampled_safety_checks_pass_and_say_so():
     v = run()
-    for name in ("at_most_one_writer", "acknowledged_orders_never_disappear"):
+    for name in ("at_most_one_writer", "acknowledged_orders_never_disappear", "writers_follow_the_terms"):
         assert v.checks[name]["ok"] and v.checks[name]["sampled"] == 0
+    assert v.checks["every_node_sampled"]["sampled"] == "not observed"
+
+
+def test_a_check_that_breaks_fails_alone_and_says_why():
+    v = run(writer_readings=[{"node": "master1"}])     # a malformed reading: no term, no times
+    assert failed_checks(v) == {"writers_follow_the_terms"}
+    assert "the check itself failed" in v.checks["writers_follow_the_terms"]["first_error"]
 
 
 # --- Each anomaly fails exactly its check, naming the example -----------------------------
@@ -261,6 +270,53 @@ def order_seen_then_gone():
                               {"t": 16.0, "node": "master2", "writable": True, "orders": {101}}]}
 
 
+WRITER_READINGS = [{"node": "master1", "term": 5, "t": 5.0, "t_end": 5.01},
+                   {"node": "master2", "term": 9, "t": 16.0, "t_end": 16.01}]
+SAMPLE_COUNTS = {n: {"answered": 300, "failed": 0, "per_s": 10.0} for n in DB_NODES}
+
+
+def one_term_two_writers():
+    """Two nodes were sampled writable in the same term."""
+    return {"writer_readings": WRITER_READINGS + [{"node": "master2", "term": 5, "t": 6.0, "t_end": 6.01}]}
+
+
+def deposed_writer_still_writable():
+    """master1 was sampled writable in term 5 after master2 was, in term 9."""
+    return {"writer_readings": WRITER_READINGS + [{"node": "master1", "term": 5, "t": 17.0, "t_end": 17.01}]}
+
+
+def order_of_an_older_term_after_a_newer_one():
+    """Order 102 (term 5) was placed after order 101 (term 9) was acknowledged: a stale writer took it."""
+    hist = shopper(checkout(3, "k1", 101), add(4, 5, 1, {5: 1}), checkout(5, "k2", 102))
+    return {"hist": hist, "finals": final({}),
+            "snap": snapshot({101: order("k1", {3: 2}, origin_server=2, origin_term=9),
+                              102: order("k2", {5: 1}, origin_server=1, origin_term=5)})}
+
+
+def two_servers_in_one_term():
+    """Orders of one term came from two servers."""
+    hist = shopper(checkout(3, "k1", 101), add(4, 5, 1, {5: 1}), checkout(5, "k2", 102))
+    return {"hist": hist, "finals": final({}),
+            "snap": snapshot({101: order("k1", {3: 2}, origin_server=1, origin_term=5),
+                              102: order("k2", {5: 1}, origin_server=2, origin_term=5)})}
+
+
+def order_in_no_term():
+    """An acknowledged order was committed where no term was held (ha.lease empty)."""
+    return {"snap": snapshot({101: order("k1", {3: 2, 5: 1}, origin_term=None)})}
+
+
+def a_node_barely_sampled():
+    """The observer read slave1 only twice a second."""
+    return {"sample_counts": {**SAMPLE_COUNTS, "slave1": {"answered": 60, "failed": 240, "per_s": 2.0}}}
+
+
+def writes_in_doubt(n):
+    """N removes of a product the cart never held ended in doubt (whether applied or not, the cart is the same)."""
+    return lambda: {"hist": shopper(*[remove(3 + i / 100, 9, outcome="indeterminate") for i in range(n)]),
+                    "finals": final({3: 2}), "snap": snapshot({})}
+
+
 def over_budget(budget):
     """The consistent history (2 failed requests over 3.01 s) held to BUDGET."""
     return lambda: {"budget": budget}
@@ -319,6 +375,21 @@ ANOMALIES = [
     pytest.param(order_seen_then_gone, "acknowledged_orders_never_disappear",
                  ["order 99 (seen on master1 (writable) at t=3.00s)", "missing on master2"],
                  id="order-seen-on-a-writer-then-gone"),
+    pytest.param(one_term_two_writers, "writers_follow_the_terms", ["term 5 had two writers: master1 and master2"],
+                 id="one-term-two-writers"),
+    pytest.param(deposed_writer_still_writable, "writers_follow_the_terms",
+                 ["master1 was writable in term 5 at t=17.00s", "newer term 9"], id="deposed-writer-still-writable"),
+    pytest.param(order_of_an_older_term_after_a_newer_one, "orders_came_from_their_terms",
+                 ["order 102 of u-0 (term 5, server 1)", "after order 101 of the newer term 9"],
+                 id="order-of-an-older-term-after-a-newer-one"),
+    pytest.param(two_servers_in_one_term, "orders_came_from_their_terms",
+                 ["term 5 has orders from servers [1, 2]"], id="two-servers-in-one-term"),
+    pytest.param(order_in_no_term, "orders_came_from_their_terms", ["order 101 of u-0 was committed in no term"],
+                 id="order-in-no-term"),
+    pytest.param(a_node_barely_sampled, "every_node_sampled", ["slave1 was read 60 times (2.0/s)"],
+                 id="a-node-barely-sampled"),
+    pytest.param(writes_in_doubt(11), "few_writes_in_doubt", ["11 of 12 writes ended in doubt", "bound of 10"],
+                 id="too-many-writes-in-doubt"),
     pytest.param(over_budget({"failed_requests": 0}), "within_availability_budget",
                  ["failed_requests was 2, over the budget of 0"], id="failed-requests-over-budget"),
     pytest.param(over_budget({"failure_span_s": 1.0}), "within_availability_budget",
@@ -342,6 +413,12 @@ def test_lost_and_duplicated_writes_are_counted():
     assert run(**lost_cart_update()).counts["lost_writes"] == 1
     assert run(**with_orders({101: order("k1", {3: 2, 5: 1}), 102: order("k1", {3: 2, 5: 1})})()
                ).counts["duplicate_writes"] == 1
+
+
+def test_writes_in_doubt_within_the_bound_pass():
+    v = run(**writes_in_doubt(10)())
+    assert v.checks["few_writes_in_doubt"]["ok"], v.checks["few_writes_in_doubt"]
+    assert (v.checks["few_writes_in_doubt"]["in_doubt"], v.checks["few_writes_in_doubt"]["bound"]) == (10, 10)
 
 
 # --- What the history allows passes -------------------------------------------------------
@@ -387,6 +464,10 @@ def test_an_indeterminate_write_cannot_take_effect_after_its_in_flight_window():
 
 # --- Too many unknowns: unverifiable, never a false anomaly -------------------------------
 
+# These histories are all unknowns on purpose: the share of writes in doubt is not what they test.
+MODEL_ONLY = {"max_in_doubt_share": 1.0}
+
+
 def unknowns(start=3.0):
     """Twelve indeterminate adds, one of each product: up to 4096 possible carts."""
     return [add(start + i * 0.1, pid, 1, outcome="indeterminate") for i, pid in enumerate(range(1, 13))]
@@ -395,7 +476,7 @@ def unknowns(start=3.0):
 def test_a_state_explosion_is_unverifiable_not_invalid():
     hist = shopper(*unknowns(), checkout(5, "k9", 109))
     # A bound of 3 states: the search gives up where the default would not.
-    v = run(hist, final({}), snapshot({109: order("k9", {3: 3, 1: 1})}), max_states=3)
+    v = run(hist, final({}), snapshot({109: order("k9", {3: 3, 1: 1})}), max_states=3, **MODEL_ONLY)
     assert v.valid, {n: v.checks[n]["first_error"] for n in failed_checks(v)}
     assert v.counts["unverifiable_carts"] == 2          # the checkout, and the final read that pins again
     assert v.counts["unverifiable_orders"] == 1
@@ -404,7 +485,7 @@ def test_a_state_explosion_is_unverifiable_not_invalid():
 
 def test_an_acknowledged_cart_pins_the_state_again_after_an_explosion():
     hist = shopper(*unknowns(), cart(6, {3: 3, 1: 1}), add(7, 5, 1, {5: 1}))
-    v = run(hist, final({5: 1}), snapshot({}), in_flight_s=1.0, max_states=3)
+    v = run(hist, final({5: 1}), snapshot({}), in_flight_s=1.0, max_states=3, **MODEL_ONLY)
     assert failed_checks(v) == {"carts_follow_the_model"}
     first_error = v.checks["carts_follow_the_model"]["first_error"]
     assert "add at t=7.00s showed {5: 1}, expected {1: 1, 3: 3, 5: 1}" in first_error
@@ -414,14 +495,14 @@ def test_an_acknowledged_cart_pins_the_state_again_after_an_explosion():
 def test_the_db_orders_pin_what_a_checkout_held():
     # Without the DB's order as an observation, 4096 carts could have been checked out.
     hist = shopper(*unknowns(), checkout(5, "k9", 109))
-    v = run(hist, final({}), snapshot({109: order("k9", {3: 3, 1: 1})}), max_states=8)
+    v = run(hist, final({}), snapshot({109: order("k9", {3: 3, 1: 1})}), max_states=8, **MODEL_ONLY)
     assert v.valid and v.counts["unverifiable_carts"] == 0 and v.counts["unverifiable_orders"] == 0
 
 
 def test_the_search_follows_only_what_can_lead_to_what_the_app_showed():
     # 4096 subsets of unknown adds, but only 4 of them can end in the cart shown.
     hist = shopper(*unknowns(), cart(5, {3: 3, 1: 1}))
-    v = run(hist, final({3: 3, 1: 1}), snapshot({}), max_states=8)
+    v = run(hist, final({3: 3, 1: 1}), snapshot({}), max_states=8, **MODEL_ONLY)
     assert v.valid and v.counts["unverifiable_carts"] == 0
 
 

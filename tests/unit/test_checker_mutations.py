@@ -38,6 +38,16 @@ PLUGIN = textwrap.dedent('''
 
 # (name, exact source text, replacement). Each bug is one the checker exists to catch.
 MUTATIONS = [
+    ("one-term-may-have-two-writers",
+     "        if other != r[\"node\"]:\n", "        if False:\n"),
+    ("an-older-term-after-a-newer-one-is-fine",
+     "        if newest is not None and newest[\"term\"] > r[\"term\"]:\n", "        if False:\n"),
+    ("orders-may-come-from-an-older-term",
+     "        if newest is not None and newest[2] > term:\n", "        if False:\n"),
+    ("a-term-may-have-two-servers",
+     "for t, ss in sorted(servers.items()) if len(ss) > 1]", "for t, ss in sorted(servers.items()) if False]"),
+    ("any-sampling-rate-will-do",
+     'if c["per_s"] < MIN_RATE_PER_S]', "if False]"),
     ("ignore-reached",
      'if not snap["reached"].get(node, False):', "if False:"),
     ("ignore-orders-with-unknown-keys",

@@ -41,18 +41,29 @@ def by_role(compose, role):
     return [name for name, svc in compose["services"].items() if svc.get("labels", {}).get("lab.role") == role]
 
 
+def expanded(value):
+    """VALUE with compose's default for LAB_NET filled in, as compose passes it."""
+    return str(value).replace("${LAB_NET:-172.28}", "172.28")
+
+
 def servers(root, mode, env, monkeypatch):
-    """The server names, per backend, that an LB of MODE gets from compose's environment ENV."""
-    for var in ("LB_WEB_NODES", "DB_SOURCES", "DB_REPLICAS"):
-        monkeypatch.setenv(var, str(env.get(var, "")))
+    """The server names, per backend, that an LB of MODE gets from compose's environment ENV.
+
+    Web nodes are reached through Docker's DNS by their own names; DB nodes
+    by their fixed addresses (as the topology gives them).
+    """
+    for var in ("LB_WEB_NODES", "DB_SOURCES", "DB_REPLICAS", "DB_NODES"):
+        monkeypatch.setenv(var, expanded(env.get(var, "")))
     text = load_lb_servers(root).render((root / "haproxy" / "conf" / f"{mode}.cfg").read_text())
+    addresses = {item.split(":")[0]: item.split(":")[2] for item in expanded(env.get("DB_NODES", "")).split(",")
+                 if item}
     found, backend = {}, None
     for line in text.splitlines():
         if line.startswith("backend "):
             backend = line.split()[1]
         m = re.match(r"\s+server (\S+) (\S+):(\d+)(.*)", line)
-        if m:
-            assert m.group(1) == m.group(2), line  # reached through Docker's DNS by its own name
+        if m and m.group(1) != "via-peer":
+            assert m.group(2) == addresses.get(m.group(1), m.group(1)), line
             found.setdefault(backend, []).append((m.group(1), "backup" in m.group(4)))
     return found
 
@@ -74,27 +85,29 @@ def test_compose_runs_the_topology_s_nodes_with_their_roles():
         assert by_role(compose, role) == list(pair)
         for lb in pair:
             assert compose["services"][lb]["labels"]["lab.vip"].endswith(topology.VIP_SUFFIXES[role])
-    assert set(compose["volumes"]) == {f"{n}-data" for n in topology.DB_NODES}
+    assert by_role(compose, "etcd") == list(topology.DCS_MEMBERS)
+    assert set(compose["volumes"]) == {f"{n}-data" for n in topology.DB_NODES + topology.DCS_MEMBERS}
 
 
-def test_each_db_node_s_identity_address_and_peer_come_from_the_topology():
+def test_each_db_node_s_identity_address_and_cluster_come_from_the_topology():
     compose = compose_of()
-    agents = dict(item.split("=") for item in compose["services"]["dblb1"]["environment"]["DB_AGENTS"].split(","))
-    assert list(agents) == list(topology.DB_NODES)
-    ids = set()
+    spec = expanded(compose["services"]["dblb1"]["environment"]["DB_NODES"])
+    nodes = {name: (int(sid), address) for name, sid, address in (item.split(":") for item in spec.split(","))}
+    assert list(nodes) == list(topology.DB_NODES)
+    assert len({sid for sid, _ in nodes.values()}) == len(nodes), "server ids (and GTID domains) must differ"
+    endpoints = {expanded(compose["services"][m]["networks"]["dcs"]["ipv4_address"]) + ":2379"
+                 for m in topology.DCS_MEMBERS}
     for node in topology.DB_NODES:
         svc = compose["services"][node]
         env = svc["environment"]
-        assert env["LAB_NODE"] == node
-        assert svc["networks"]["db"]["ipv4_address"] == agents[node]
-        ids.add(env["DB_SERVER_ID"])
-        if node in topology.SOURCES:
-            peer = topology.LAB.other_source(node)
-            assert (env["DB_ROLE"], env["DB_PEER"]) == ("source", peer)
-            assert env["DB_PEER_ADDR"] == agents[peer]
-        else:
-            assert (env["DB_ROLE"], env["DB_PEER"]) == ("replica", "")
-    assert len(ids) == len(topology.DB_NODES), "server ids (and GTID domains) must differ"
+        assert env["LAB_NODE"] == node and int(env["DB_SERVER_ID"]) == nodes[node][0]
+        assert expanded(svc["networks"]["db"]["ipv4_address"]) == nodes[node][1]
+        assert env["DB_ROLE"] == ("source" if node in topology.SOURCES else "replica")
+        # The HA loop knows the same nodes, its cluster, and every etcd member.
+        assert expanded(env["DB_NODES"]) == spec and env["DB_SOURCES"] == ",".join(topology.SOURCES)
+        assert env["DB_CLUSTER"] == topology.DB_CLUSTER
+        assert set(expanded(env["DCS_ENDPOINTS"]).split(",")) == endpoints
+        assert "dcs" in svc["networks"], f"{node} must reach etcd"
 
 
 def test_haproxy_balances_over_the_topology_s_nodes(monkeypatch):
@@ -172,10 +185,10 @@ def test_renaming_a_source_is_one_line(tmp_path, monkeypatch):
     compose = compose_of(root)
     assert "master1" not in compose["services"] and "master1-data" not in compose["volumes"]
     assert by_role(compose, "db-source") == ["primary", "master2"]
-    assert compose["services"]["master2"]["environment"]["DB_PEER"] == "primary"
+    assert compose["services"]["master2"]["environment"]["DB_SOURCES"] == "primary,master2"
     assert compose["services"]["primary"]["volumes"] == ["primary-data:/var/lib/mysql"]
     dblb = compose["services"]["dblb1"]["environment"]
-    assert dblb["DB_AGENTS"].startswith("primary=") and dblb["DB_SOURCES"] == "primary,master2"
+    assert dblb["DB_NODES"].startswith("primary:1:") and dblb["DB_SOURCES"] == "primary,master2"
     got = servers(root, "dblb", dblb, monkeypatch)
     assert got["sources"] == [("primary", False), ("master2", False)]
     assert ("primary", True) in got["replicas"]

@@ -60,7 +60,8 @@ def test_a_dead_write_path_is_a_quick_503_with_retry_after(make_app, method, pat
     assert time.monotonic() - start < 3
     assert r.status_code == 503
     assert r.headers["Retry-After"] == "2" and r.headers["X-Served-By"] == "unit"
-    assert r.get_json() == {"error": "the database is unavailable; retry shortly"}
+    # No database was reached: nothing was done, and the answer says so (safe to send again).
+    assert r.get_json() == {"error": "the database is unavailable; retry shortly", "applied": False}
 
 
 def test_a_frozen_master_is_a_bounded_503(client, stack):

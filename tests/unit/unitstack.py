@@ -68,10 +68,11 @@ class Node:
 def db_node():
     """Return a MariaDB node of the lab's image, with throw-away credentials."""
     node = Node("mariadb", 3306, MYSQL_APP_PASSWORD=APP_PASSWORD, MYSQL_REPL_PASSWORD="unit-repl",
-                MYSQL_MONITOR_PASSWORD="unit-monitor")
+                MYSQL_MONITOR_PASSWORD="unit-monitor", MYSQL_HA_PASSWORD="unit-ha")
     node.container.with_command([
-        # The lab's nodes start read-only until its db LBs promote a writer;
-        # here each server stands alone, so it is writable from the start,
+        # The lab's nodes start read-only until their HA loop takes the
+        # leader key; here each server stands alone (no etcd: db-ha only
+        # answers health checks), so it is writable from the start,
         # with no semi-sync peer to wait for.
         "--read-only=OFF", "--rpl-semi-sync-master-enabled=OFF",
         # Throw-away data: trade the lab's crash safety (an fsync per
