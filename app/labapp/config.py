@@ -41,6 +41,9 @@ def load():
         # Short timeouts: a dead database must give a quick 503, not a hang.
         "DB_CONNECT_TIMEOUT_S": float(env("DB_CONNECT_TIMEOUT_S", "2")),
         "DB_IO_TIMEOUT_S": float(env("DB_IO_TIMEOUT_S", "5")),
+        # A transaction that certainly did not commit (no connection, a broken
+        # one, a fenced writer) runs again for this long (labapp.db.run).
+        "DB_RETRY_WINDOW_S": float(env("DB_RETRY_WINDOW_S", "1.0")),
         # A worker thread's pooled connection is replaced after this long.
         "DB_POOL_MAX_AGE_S": float(env("DB_POOL_MAX_AGE_S", "30")),
         "SESSION_COOKIE": env("SESSION_COOKIE", "lab_session"),

@@ -8,6 +8,7 @@ TCP and MySQL handshake through HAProxy on every page, and under load the
 connection churn was what overwhelmed the db LBs' checks.
 """
 import contextlib
+import itertools
 import threading
 import time
 
@@ -128,6 +129,9 @@ def _drop(path):
 
 # pymysql's "server has gone away" and "lost connection during query".
 _CR_SERVER_GONE, _CR_SERVER_LOST = 2006, 2013
+# MariaDB's "running with the --read-only option": the writer was fenced
+# (its lease lapsed, or a failover or switchover is under way).
+_ER_READ_ONLY = 1290
 
 
 def _broken(exc):
@@ -140,45 +144,80 @@ def _broken(exc):
     return isinstance(exc, ConnectionError)
 
 
+def _refused_read_only(exc):
+    """True if the server refused a write because it is read-only (nothing of it was done)."""
+    return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] == _ER_READ_ONLY
+
+
 def run(body, path="write", read_only=False):
     """Run BODY(cursor) in one transaction on PATH, commit, and return what it returned.
 
-    When the connection breaks before COMMIT was sent (a db LB that lost
-    the VIP resets it; a fence kills it), nothing of the transaction can
-    have committed: the server rolls it back when the session dies. BODY
-    then runs once more, from the start, on a new connection, and the user
-    never sees the fault. A break during COMMIT leaves the outcome in doubt
-    and is never retried; nor is a timeout (a slow server is not asked
-    twice) or any error the server answered. BODY may run twice, so it
-    reads what it changes inside the transaction and has no effect outside it.
-    READ_ONLY says BODY changes nothing (see request_in_doubt).
+    BODY runs again, from the start and on a new connection, while the
+    transaction certainly did not commit and the retry window
+    (DB_RETRY_WINDOW_S, 1 s) lasts: the connection broke before COMMIT was
+    sent (a db LB that lost the VIP resets it; a fence kills it: the server
+    rolls the transaction back when the session dies), no connection could
+    be made (no writer is up behind the write port), or the server refused
+    the write because it is read-only (the writer was fenced). The first
+    retry is at once, the next after 50, 100, 200 ms... So a db LB's VIP
+    move, a fence that lasts a moment and the end of a failover cost users
+    latency, not an error (as vtgate buffers queries during a Vitess
+    failover). A break during COMMIT leaves the outcome in doubt and is
+    never retried; nor is a timeout (a slow server is not asked twice) or
+    any other error the server answered. BODY may run several times, so it
+    reads what it changes inside the transaction and has no effect outside
+    it. READ_ONLY says BODY changes nothing (see request_in_doubt).
     """
-    for attempt in (1, 2):
+    window_ends = time.monotonic() + current_app.config["DB_RETRY_WINDOW_S"]
+    pause = 0.0
+    for attempt in itertools.count(1):
+        try:
+            return _attempt(body, path, read_only)
+        except _Retryable as exc:
+            left = window_ends - time.monotonic()
+            if left <= pause:
+                raise DatabaseUnavailable(f"{path} path: {exc.cause}") from exc.cause
+            current_app.logger.warning("%s path: %s; running the transaction again (attempt %d)",
+                                       path, exc.cause, attempt + 1)
+            time.sleep(pause)
+            pause = min(0.2, max(0.05, pause * 2))
+
+
+class _Retryable(Exception):
+    """The transaction certainly did not commit, and may be run again."""
+
+    def __init__(self, cause):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _attempt(body, path, read_only):
+    try:
         conn = _conn(path)
-        try:
-            with conn.cursor() as cur:
-                result = body(cur)
-        except _UNAVAILABLE as exc:
-            metrics.db_error(path)
-            _drop(path)
-            if attempt == 1 and _broken(exc):
-                current_app.logger.warning("%s path: connection broke before the commit (%s); "
-                                           "running the transaction again", path, exc)
-                continue
-            raise DatabaseUnavailable(f"{path} path: {exc}") from exc
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            raise
-        try:
-            conn.commit()
-        except _UNAVAILABLE as exc:   # in doubt: it may have committed
-            metrics.db_error(path)
-            _drop(path)
-            raise DatabaseUnavailable(f"{path} path, during the commit: {exc}", in_doubt=True) from exc
-        if not read_only:
-            g.lab_db_changed = True
-        return result
+    except DatabaseUnavailable as exc:   # nothing was sent
+        raise _Retryable(exc) from exc
+    try:
+        with conn.cursor() as cur:
+            result = body(cur)
+    except _UNAVAILABLE as exc:
+        metrics.db_error(path)
+        _drop(path)    # after a refusal too: the next connection may reach the new writer
+        if _broken(exc) or _refused_read_only(exc):
+            raise _Retryable(exc) from exc
+        raise DatabaseUnavailable(f"{path} path: {exc}") from exc
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise
+    try:
+        conn.commit()
+    except _UNAVAILABLE as exc:   # in doubt: it may have committed
+        metrics.db_error(path)
+        _drop(path)
+        raise DatabaseUnavailable(f"{path} path, during the commit: {exc}", in_doubt=True) from exc
+    if not read_only:
+        g.lab_db_changed = True
+    return result
 
 
 def query(sql, args=None, *, path="write", fetch="all"):

@@ -184,6 +184,25 @@ def test_a_member_that_stopped_answering_is_asked_last_from_then_on(stack):
         assert client.current == 1
 
 
+def test_a_renewal_races_the_other_members_when_the_first_is_silent(stack, store):
+    """As a follower does that forwards the renewal to a raft leader just killed: the renewer does not
+    wait out its bound there, it asks the live member too and takes the first answer."""
+    lease, _ = store.grant(TTL_S)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        racing = dcs.Racing([f"127.0.0.1:{silent.getsockname()[1]}", f"127.0.0.1:{stack[0].port}"],
+                            timeout_s=0.25)
+        for _ in range(3):   # the silent member, still being asked, is not asked twice at once
+            started = time.monotonic()
+            assert racing.keepalive(lease, deadline=started + 0.3) == TTL_S
+            assert time.monotonic() - started < 0.2, "the live member must answer within the renewal's bound"
+        assert racing.first == 1, "the member that answered is asked first from then on"
+    store.revoke(lease)
+    with pytest.raises(dcs.DcsError):
+        dcs.Racing([f"127.0.0.1:{closed_port()}"], timeout_s=0.1).keepalive(lease, deadline=time.monotonic() + 0.3)
+
+
 def test_a_key_created_only_if_absent_has_one_holder(store):
     key = f"/unit/leader-{time.monotonic_ns()}"
     won = [store.txn([dcs.Client.compare(key, "CREATE", 0)], [dcs.Client.put_op(key, {"node": n})])

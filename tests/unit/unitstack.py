@@ -60,6 +60,11 @@ class Node:
         finally:
             self.container.get_wrapped_container().unpause()
 
+    def admin_sql(self, sql):
+        """Run SQL as the server's root (over its socket, inside the container), as the HA loop's fence does."""
+        code, out = self.container.get_wrapped_container().exec_run(["mariadb", "-e", sql])
+        assert code == 0, f"{sql}: {out.decode(errors='replace')}"
+
     def stop(self):
         """Remove the container."""
         self.container.stop()

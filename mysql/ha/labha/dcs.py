@@ -13,12 +13,14 @@ Keys and values are bytes in etcd; here keys are str and values JSON.
 int64 fields come back as strings (the gateway's JSON mapping).
 """
 import base64
+import concurrent.futures
 import http.client
 import json
 import time
 
 PREFIX = "/scalelab/"
 CONNECT_TIMEOUT_S = 0.1
+HEDGE_S = 0.05    # Racing: ask the other members when the first has not answered this fast
 
 
 class DcsError(Exception):
@@ -220,3 +222,60 @@ class Client:
             return self.call("maintenance/status", {}, deadline)
         finally:
             self.endpoints, self.current = saved
+
+
+class Racing:
+    """Renews a lease through whichever member answers first: the writer's renewer.
+
+    It asks the member that answered last; when that one has not answered
+    within HEDGE_S (a healthy member answers in milliseconds), it asks every
+    other member too, and the first answer wins. Asking in turn (Client)
+    could spend the whole bound of a renewal on one member: when etcd's
+    raft leader dies, a follower holds a renewal while it forwards it to
+    the dead leader, until the election is over and past it, and a 1 s
+    lease has room for little more than the election itself. A member is
+    asked once at a time (its connection is its own).
+    """
+
+    def __init__(self, endpoints, timeout_s, hedge_s=HEDGE_S):
+        self.clients = [Client([e], timeout_s) for e in endpoints]
+        self.hedge_s = hedge_s
+        self.pool = concurrent.futures.ThreadPoolExecutor(len(self.clients), thread_name_prefix="dcs-racing")
+        self.asking = {}    # member index -> its future, while it is being asked
+        self.first = 0      # the member that answered last: asked first
+
+    def keepalive(self, lease, deadline):
+        """Renew LEASE before DEADLINE (monotonic); return the TTL left (0: the lease is gone)."""
+        return self._race(lambda c: c.keepalive(lease, deadline=deadline), deadline)
+
+    def _race(self, ask, deadline):
+        n = len(self.clients)
+        order = [(self.first + k) % n for k in range(n)]
+        asked = {}
+
+        def start(i):
+            busy = self.asking.get(i)
+            if busy is None or busy.done():
+                asked[i] = self.asking[i] = self.pool.submit(ask, self.clients[i])
+
+        start(order[0])
+        hedge_at, hedged = time.monotonic() + self.hedge_s, False
+        while True:
+            for i, f in asked.items():
+                if f.done() and f.exception() is None:
+                    self.first = i
+                    return f.result()
+            now = time.monotonic()
+            if not hedged and (now >= hedge_at or all(f.done() for f in asked.values())):
+                hedged = True
+                for i in order[1:]:
+                    start(i)
+                continue
+            running = [f for f in asked.values() if not f.done()]
+            if now >= deadline or (hedged and not running):
+                break
+            until = deadline if hedged else min(deadline, hedge_at)
+            concurrent.futures.wait(running, timeout=max(0.0, until - now),
+                                    return_when=concurrent.futures.FIRST_COMPLETED)
+        errors = [f"{f.exception()}" for f in asked.values() if f.done() and f.exception() is not None]
+        raise DcsError("; ".join(errors) or "no member answered before the deadline")
