@@ -120,6 +120,12 @@ class Nemesis:
         """Drop all traffic between NODE and PEERS, both ways (haproxy/bin/lab-net in NODE's namespace)."""
         return self._in_namespace(f"partition {node} from {', '.join(peers)}", node, [("cut", peers)])
 
+    def one_way(self, node, peers, direction):
+        """Drop what NODE sends to PEERS (DIRECTION "to") or what it receives from them ("from"), not both."""
+        verb = {"to": "drop-to", "from": "drop-from"}[direction]
+        return self._in_namespace(f"drop what {node} {'sends to' if direction == 'to' else 'receives from'} "
+                                  f"{', '.join(peers)}", node, [(verb, peers)])
+
     def cut_dns(self, node):
         """Leave Docker's embedded DNS unanswered in NODE's namespace (as when the engine's DNS hangs)."""
         sidecar(node, ["lab-net", "dns-off"])

@@ -158,6 +158,16 @@ def failback_while_masters_are_partitioned(nz, w):
     return _for_a_while(cut, seconds=HOLD_S - 2)
 
 
+def one_way_cut_writer_to_standby(nz, w):
+    """What the writer sends its standby is lost; what the standby sends still arrives."""
+    return _for_a_while(nz.one_way(_writer(), [_standby()], "to"))
+
+
+def one_way_cut_standby_to_writer(nz, w):
+    """What the standby sends the writer (its acknowledgements) is lost; the binlog still reaches it."""
+    return _for_a_while(nz.one_way(_writer(), [_standby()], "from"))
+
+
 def cut_active_dblb_from_writer(nz, w):
     # Asymmetric: the deciding db LB cannot reach the writer; everyone else can.
     return _for_a_while(nz.partition(topology.vip_holders("dblb")[1][0], [_writer()]))
@@ -284,6 +294,14 @@ SCENARIOS = [
     Scenario("pause-write-master", pause_write_master, "freeze the writing master for 6 s", WRITER_FAILOVER),
     Scenario("partition-masters", partition_masters, "cut master1 off from master2 while writes flow",
              # each write waits the semi-sync timeout (3 s) once, then goes on
+             {"failure_span_s": 5.0}),
+    # One-way link faults: neither side sees the other dead, commits wait for an acknowledgement
+    # that never comes, and the leader goes asynchronous after DEGRADE_S; no failover.
+    Scenario("one-way-cut-writer-to-standby", one_way_cut_writer_to_standby,
+             "drop what the writer sends its standby for 8 s (what the standby sends still arrives)",
+             {"failure_span_s": 5.0}),
+    Scenario("one-way-cut-standby-to-writer", one_way_cut_standby_to_writer,
+             "drop what the standby sends the writer for 8 s (its acknowledgements are lost)",
              {"failure_span_s": 5.0}),
     Scenario("partition-masters-then-kill-writer", partition_masters_then_kill_writer,
              "cut the writer off from the standby for 6 s, then kill it; start it 8 s later",

@@ -45,7 +45,12 @@ class Node:
         def healthy():
             docker_container.reload()
             state = docker_container.attrs["State"]
-            return state.get("Health", {}).get("Status") == "healthy", state.get("Status")
+            health = state.get("Health", {})
+            probes = health.get("Log") or [{}]
+            # What the health check said last, so that a node that never gets healthy says why.
+            said = (probes[-1].get("Output") or "").strip()[-300:]
+            return health.get("Status") == "healthy", f"{self.container.image}: {state.get('Status')}, " \
+                f"health {health.get('Status')}: {said or 'no probe yet'}"
 
         progress.wait_until(healthy, START_TIMEOUT_S, interval_s=0.5)
         self.port = int(self.container.get_exposed_port(self.port_inside))

@@ -240,7 +240,8 @@ class Racing:
     def __init__(self, endpoints, timeout_s, hedge_s=HEDGE_S):
         self.clients = [Client([e], timeout_s) for e in endpoints]
         self.hedge_s = hedge_s
-        self.pool = concurrent.futures.ThreadPoolExecutor(len(self.clients), thread_name_prefix="dcs-racing")
+        # max(1, ...): a node without etcd (the unit tests' stand-alone servers) has no member to ask.
+        self.pool = concurrent.futures.ThreadPoolExecutor(max(1, len(self.clients)), thread_name_prefix="dcs-racing")
         self.asking = {}    # member index -> its future, while it is being asked
         self.first = 0      # the member that answered last: asked first
 
@@ -250,6 +251,8 @@ class Racing:
 
     def _race(self, ask, deadline):
         n = len(self.clients)
+        if n == 0:
+            raise DcsError("no etcd member configured")
         order = [(self.first + k) % n for k in range(n)]
         asked = {}
 
