@@ -77,5 +77,5 @@ bench: venv ## measure scaling out/up, the DB ceiling, cache/replica lift, LB co
 failover-times: venv ## kill nodes RUNS=n times each, time until service is back (FAULTS=web_vip,writer,...)
 	@$(LAB) failover-times $(if $(RUNS),--runs $(RUNS)) $(if $(FAULTS),--faults $(FAULTS))
 
-chaos: venv ## run the chaos scenarios (all, or SCENARIO=<name>); report in reports/chaos/
-	@$(PY) -m pytest -m chaos -s tests/chaos $(if $(SCENARIO),-k "$(SCENARIO)") $(T)
+chaos: venv ## run the chaos scenarios (all, SCENARIO=<names>, LIST=1 lists them); report in reports/chaos/
+	@$(LAB) chaos $(if $(LIST),--list) $(if $(SCENARIO),--scenario "$(SCENARIO)")

@@ -1,10 +1,8 @@
 """Fixtures shared by every tier of tests, and the suite's bound on each test."""
-import contextlib
 import os
-import signal
 
 import pytest
-from labctl import containers
+from labctl import containers, progress
 from labtest import Client
 
 
@@ -22,21 +20,8 @@ def pytest_collection_modifyitems(items):
 TEST_TIMEOUT_S = int(os.environ.get("LAB_TEST_TIMEOUT", "600"))
 
 
-class PhaseTimedOut(BaseException):
-    """A test phase ran past TEST_TIMEOUT_S (a BaseException: no `except Exception` in the code under test hides it)."""
-
-
-@contextlib.contextmanager
 def _bounded(item, phase):
-    def expire(signum, frame):
-        raise PhaseTimedOut(f"{item.nodeid}: {phase} ran past {TEST_TIMEOUT_S} s (LAB_TEST_TIMEOUT)")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT_S)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return progress.bounded(TEST_TIMEOUT_S, f"{item.nodeid}: {phase} (LAB_TEST_TIMEOUT)")
 
 
 @pytest.hookimpl(hookwrapper=True)

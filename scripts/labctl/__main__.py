@@ -28,6 +28,11 @@ def _console(args):
     return console.run(args.port or console.DEFAULT_PORT)
 
 
+def _chaos(args):
+    from .chaos import runner  # the workload, checker and report: only for this command
+    return runner.cli(args.scenario, args.list)
+
+
 def _logs(args):
     try:
         compose.run("logs", *([] if args.no_follow else ["-f"]), "--tail=200", *([args.node] if args.node else []))
@@ -74,6 +79,9 @@ def _parser():
     fo.add_argument("--out", type=Path, help="also write the results as JSON here")
     console = command("console", _console, "the live diagram and fault buttons in a browser (127.0.0.1:8405)")
     console.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default 8405, or LAB_CONSOLE_PORT)")
+    chaos = command("chaos", _chaos, "run the chaos scenarios (all, or those --scenario names); reports/chaos/")
+    chaos.add_argument("--scenario", default="", help="names or parts of names, e.g. 'kill-slave or kill-gateway'")
+    chaos.add_argument("--list", action="store_true", help="list the scenarios, their budgets and faults")
     logs = command("logs", _logs, "follow the logs of every node, or of one")
     logs.add_argument("node", nargs="?", help="a lab node, e.g. web1 or " + topology.SOURCES[1])
     logs.add_argument("--no-follow", action="store_true", help="print and exit")

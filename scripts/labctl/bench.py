@@ -33,7 +33,7 @@ import time
 
 from . import (benchreport, blackout, containers, dbnodes, haproxy, lag, loadgen,
                operations, progress, settings, spike, topology)
-from .nemesis import Nemesis
+from .chaos.nemesis import Nemesis
 
 OUT = settings.ROOT / "reports" / "bench"
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"

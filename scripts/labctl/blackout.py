@@ -3,7 +3,7 @@
 For each kind of fault, a client polls the site through 127.0.0.1 every
 20 ms on fresh connections, a node is killed, and the blackout is the time
 from the kill to the first successful answer after it. The node is then
-started again and the lab healed before the next run (labctl.nemesis, the
+started again and the lab healed before the next run (labctl.chaos.nemesis, the
 chaos suite's own).
 """
 import json
@@ -13,7 +13,7 @@ import time
 import requests
 
 from . import progress, settings, topology
-from .nemesis import Nemesis
+from .chaos.nemesis import Nemesis
 from .poller import Poller
 
 URL = f"http://127.0.0.1:{settings.HTTP_PORT}"

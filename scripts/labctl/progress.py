@@ -1,4 +1,6 @@
-"""Progress lines and bounded polling shared by every labctl command."""
+"""Progress lines, bounded polling and bounded blocks shared by every labctl command."""
+import contextlib
+import signal
 import threading
 import time
 
@@ -11,6 +13,11 @@ def step(msg):
 def ok(msg):
     """Report a step that succeeded."""
     print(f"✔ {msg}", flush=True)
+
+
+def fail(msg):
+    """Report a step that failed."""
+    print(f"❌ {msg}", flush=True)
 
 
 class Timeout(Exception):
@@ -62,3 +69,25 @@ class Background:
     def __exit__(self, *exc):
         self.stopping.set()
         self._thread.join(timeout=10)
+
+
+class TimedOut(BaseException):
+    """A bounded block ran past its bound (a BaseException: no `except Exception` in the code it runs hides it)."""
+
+
+@contextlib.contextmanager
+def bounded(seconds, what):
+    """Raise TimedOut in the block after SECONDS (by SIGALRM, so from the main thread only; elsewhere, no bound)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimedOut(f"{what} ran past {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

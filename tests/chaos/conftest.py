@@ -1,9 +1,7 @@
-"""Fixtures of the chaos suite: the nemesis (healed in a finaliser) and the report."""
+"""The chaos report of a pytest run: one entry per scenario, written when the session ends."""
 import pytest
 
-from labctl import operations
-from chaos import report
-from labctl.nemesis import Nemesis
+from labctl.chaos import report
 
 
 @pytest.fixture(scope="session")
@@ -15,16 +13,3 @@ def chaos_report():
         summary = report.write(entries)
         print(f"\nchaos report: {report.REPORT_DIR}/report.md — {summary['passed']}/{summary['scenarios']} "
               f"passed, {summary['lost_writes']} lost and {summary['duplicate_writes']} duplicated writes")
-
-
-@pytest.fixture
-def nemesis(lab):
-    """A nemesis whose every fault is healed afterwards, whatever the test's outcome.
-
-    Scenarios heal and fail back themselves, inside the judged run; this is
-    the safety net for one that stopped half-way.
-    """
-    n = Nemesis()
-    yield n
-    n.heal_all()
-    operations.failback()

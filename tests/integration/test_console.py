@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -23,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from labctl import containers, lifecycle, settings, topology
+from labctl.chaos.scenarios import SCENARIOS
 
 PORT = 8405
 REPORT_DIR = settings.ROOT / "reports" / "console"
@@ -152,3 +154,38 @@ def listening_addresses(port):
                     found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0))
                               if len(address) == 8 else "ipv6:" + address)
     return found
+
+
+def test_the_picker_lists_the_librarys_scenarios_and_runs_one_without_pytest(console):
+    """The scenario picker: the names of labctl.chaos.scenarios; a bad one refused; one run to its verdict."""
+    base, token = console.split("/?")[0], console.split("token=")[1]
+    ok = {"X-Console-Token": token}
+    state = requests.get(f"{base}/api/state", headers=ok, timeout=5).json()
+    assert state["scenarios"] == [s.name for s in SCENARIOS]
+    refused = requests.post(f"{base}/api/scenario", json={"name": "kill-the-moon"}, headers=ok, timeout=5)
+    assert refused.status_code == 400 and "kill-the-moon" in refused.json()["error"]
+    started = requests.post(f"{base}/api/scenario", json={"name": "kill-backup-lb"}, headers=ok, timeout=5)
+    assert started.status_code == 200, started.text
+    runners = [argv for argv in _processes() if "chaos" in argv and "--scenario" in argv]
+    assert runners and not any("pytest" in " ".join(argv) for argv in runners), runners
+    deadline, texts = time.monotonic() + 180, []
+    while time.monotonic() < deadline:
+        texts = [e["text"] for e in requests.get(f"{base}/api/state", headers=ok, timeout=5).json()["events"]
+                 if e["kind"] == "scenario"]
+        if any(t.startswith("scenario kill-backup-lb: ") and "starting" not in t for t in texts):
+            break
+        time.sleep(1)
+    assert "scenario kill-backup-lb: passed; the report is in reports/chaos/" in texts, texts
+    assert any("nemesis: kill lb" in t for t in texts), texts
+
+
+def _processes():
+    """The command lines (argv lists) of this machine's processes."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        out.append([a.decode(errors="replace") for a in argv if a])
+    return out

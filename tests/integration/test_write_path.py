@@ -11,8 +11,8 @@ import time
 import pytest
 import requests
 
-from chaos.monitor import SafetySampler
-from labctl.nemesis import Nemesis
+from labctl.chaos.monitor import SafetySampler
+from labctl.chaos.nemesis import Nemesis
 from labctl import dbnodes, ha, haproxy, lifecycle, operations, progress, replication, spike, topology
 from labtest import Client
 

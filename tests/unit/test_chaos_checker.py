@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from chaos.checker import CHECKS, CHECKSUM_TABLES, DB_NODES, availability, check, recovery
-from chaos.workload import Op
+from labctl.chaos.checker import CHECKS, CHECKSUM_TABLES, DB_NODES, availability, check, recovery
+from labctl.chaos.workload import Op
 from labctl import settings
 
 FAULT = (10.0, 20.0)

@@ -19,23 +19,15 @@ from pathlib import Path
 import docker
 
 from .. import containers, lifecycle, settings, topology
-from ..nemesis import Nemesis
+from ..chaos.nemesis import Nemesis
+from ..chaos.scenarios import SCENARIOS
 from .probe import Events, probe
 from .watch import Lab
 
 PAGE = Path(__file__).with_name("index.html")
 ACTIONS = ("kill", "start", "pause", "resume", "partition", "heal")
-SCENARIO_TEST = "tests/chaos/test_scenarios.py::test_scenario"
 # How often the containers' states are read (one Docker API call).
 REFRESH_S = 1.0
-
-
-def scenario_names():
-    """The chaos scenarios' names, as pytest collects them (without importing the tests here)."""
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "chaos", "tests/chaos"],
-                         cwd=settings.ROOT, capture_output=True, text=True, timeout=120, check=False)
-    prefix = SCENARIO_TEST + "["
-    return [line[len(prefix):-1] for line in out.stdout.splitlines() if line.startswith(prefix)]
 
 
 class Console:
@@ -46,17 +38,16 @@ class Console:
         self.lab, self.probe, self.events = Lab(), probe(), Events()
         self.nemesis = Nemesis(log=lambda _: None)
         self.partitions = {}              # node -> the nemesis's partition fault
-        self.scenarios, self.running = [], None
+        self.scenarios, self.running = [sc.name for sc in SCENARIOS], None
         self.stopping = threading.Event()
         self.actions = queue.Queue()
 
     def start(self):
-        """Start the watchers, the probe and the refresh loop; collect the scenarios' names."""
+        """Start the watchers, the probe and the refresh loop."""
         self.lab.refresh()
         self.probe.__enter__()
         threading.Thread(target=self._refresh_loop, daemon=True).start()
         threading.Thread(target=self._work, daemon=True).start()
-        threading.Thread(target=lambda: setattr(self, "scenarios", scenario_names()), daemon=True).start()
 
     def _refresh_loop(self):
         while not self.stopping.wait(REFRESH_S):
@@ -142,14 +133,15 @@ class Console:
         if self.running is not None and self.running.poll() is None:
             raise ValueError("a scenario is already running")
         self.events.add("scenario", f"scenario {name}: starting")
+        # The chaos runner in a process of its own (its timer, its output), as `make chaos SCENARIO=name`.
         self.running = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-m", "chaos", "-s", f"{SCENARIO_TEST}[{name}]"],
+            [sys.executable, "-m", "labctl", "chaos", "--scenario", name],
             cwd=settings.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._follow, args=(name, self.running), daemon=True).start()
 
     def _follow(self, name, proc):
         for line in proc.stdout:
-            if "nemesis:" in line or "[" + name + "]" in line and ("PASSED" in line or "FAILED" in line):
+            if "nemesis:" in line or line.startswith(("✔ " + name, "❌ " + name)):
                 self.events.add("scenario", line.strip())
         code = proc.wait()
         self.events.add("scenario", f"scenario {name}: {'passed' if code == 0 else f'failed (exit {code})'}; "

@@ -4,11 +4,12 @@ The checker (chaos.checker) never touches a database; read_db() is the
 only place the chaos suite reads one, and its result is the `snapshot`
 whose format the checker's docstring describes.
 """
+import concurrent.futures
 import time
 
 from labctl import dbnodes, progress, topology
 from labha import gtid
-from chaos.checker import CHECKSUM_TABLES, DB_NODES
+from .checker import CHECKSUM_TABLES, DB_NODES
 
 
 def _positions(node):
@@ -75,6 +76,23 @@ def _checksums(node):
     return {r["Table"].split(".")[-1]: r["Checksum"] for r in rows}
 
 
+def _checksums_agreeing(timeout_s=10):
+    """Every node's checksums, read at once; again (bounded) until they agree.
+
+    Someone else may be writing meanwhile (the console's probe updates its
+    session row twice a second): a round that straddles a write differs
+    for a moment, a diverged node differs in every round. The last round
+    is returned either way, and nodes_converged judges it.
+    """
+    deadline = time.monotonic() + timeout_s
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(DB_NODES)) as pool:
+        while True:
+            sums = dict(zip(DB_NODES, pool.map(_checksums, DB_NODES)))
+            if len({tuple(sorted(c.items())) for c in sums.values()}) == 1 or time.monotonic() > deadline:
+                return sums
+            time.sleep(0.2)
+
+
 def read_db(usernames, timeout_s=60):
     """Snapshot what the DB nodes hold for USERNAMES, after waiting (bounded) for convergence."""
     target, positions, reached = _wait_for_convergence(timeout_s)
@@ -83,5 +101,5 @@ def read_db(usernames, timeout_s=60):
                 dbnodes.query(topology.USUAL_WRITER, f"SELECT id, username FROM lab.users WHERE username IN ({names})")}
     return {"user_ids": user_ids,
             "orders": {node: _orders(node, names) for node in DB_NODES},
-            "checksums": {node: _checksums(node) for node in DB_NODES},
+            "checksums": _checksums_agreeing(),
             "target": target, "positions": positions, "reached": reached, "read_at": time.time()}

@@ -13,6 +13,10 @@ whatever happened in between. All faults act through the Docker API:
   partition / rejoin    drop traffic between a node and some peers (iptables
                         in the node's network namespace, from a sidecar:
                         haproxy/bin/lab-net)
+  one_way / rejoin      drop what a node sends to some peers, or what it
+                        receives from them, not both
+  lossy / rejoin        lose a share of the packets between a node and some
+                        peers, at random (iptables' statistic match)
   slow / fast           add latency to a node's network: netem where the
                         kernel has it, else a delay in the db LBs' read path
   restart_lab           `make down && make up`
@@ -21,8 +25,8 @@ import subprocess
 
 import docker
 
-from . import containers, haproxy, lifecycle, settings
-from .containers import addresses
+from labctl import containers, haproxy, lifecycle, settings
+from labctl.containers import addresses
 
 
 def sidecar(node, cmd):
@@ -125,6 +129,13 @@ class Nemesis:
         verb = {"to": "drop-to", "from": "drop-from"}[direction]
         return self._in_namespace(f"drop what {node} {'sends to' if direction == 'to' else 'receives from'} "
                                   f"{', '.join(peers)}", node, [(verb, peers)])
+
+    def lossy(self, node, peers, percent):
+        """Lose PERCENT % of the packets between NODE and PEERS, both ways, at random."""
+        if not 0 < percent < 100:
+            raise ValueError(f"a loss of {percent} % is not a lossy link")
+        return self._in_namespace(f"lose {percent} % of the packets between {node} and {', '.join(peers)}",
+                                  node, [(f"lossy {int(percent)}", peers)])
 
     def cut_dns(self, node):
         """Leave Docker's embedded DNS unanswered in NODE's namespace (as when the engine's DNS hangs)."""

@@ -1,12 +1,17 @@
-"""The checker's unit tests catch each of a list of small bugs planted in the checker.
+"""The chaos library's unit tests catch each of a list of small bugs planted in it.
 
-A hand-rolled mutation check: for each mutation (one exact piece of
-tests/chaos/checker.py and what replaces it) the mutated module runs under
-tests/unit/test_chaos_checker.py in a subprocess, where a tiny plugin puts
-it in sys.modules as chaos.checker before the tests are collected; at
-least one test must fail. The unmutated checker must pass the same run, or
-a broken test file would "kill" every mutant. The subprocesses run in
+A hand-rolled mutation check: for each mutation (one exact piece of a
+module of labctl.chaos and what replaces it) the mutated module runs under
+its unit tests in a subprocess, where a tiny plugin puts it in sys.modules
+as labctl.chaos.<module> before the tests are collected; at least one
+test must fail. The unmutated library must pass the same runs, or a
+broken test file would "kill" every mutant. The subprocesses run in
 parallel, a few seconds in all.
+
+Covered: the checker (tests/unit/test_chaos_checker.py), and the parts
+that judge before it does (tests/unit/test_chaos_parts.py): the
+workload's outcome classification, the monitor's samples, the
+snapshot's convergence and the scenarios' budgets.
 """
 import concurrent.futures
 import os
@@ -18,8 +23,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKER = ROOT / "tests" / "chaos" / "checker.py"
-TESTS = "tests/unit/test_chaos_checker.py"
+CHAOS = ROOT / "scripts" / "labctl" / "chaos"
+# Which tests judge each module.
+TESTS = {"checker": "tests/unit/test_chaos_checker.py", "workload": "tests/unit/test_chaos_parts.py",
+         "monitor": "tests/unit/test_chaos_parts.py", "snapshot": "tests/unit/test_chaos_parts.py",
+         "scenarios": "tests/unit/test_chaos_parts.py"}
 TIMEOUT_S = 120
 
 # Loaded by `-p mutant_swap` in the subprocess; runs once the ini's
@@ -28,16 +36,17 @@ PLUGIN = textwrap.dedent('''
     import importlib.util, os, sys
 
     def pytest_configure(config):
-        import chaos
-        spec = importlib.util.spec_from_file_location("chaos.checker", os.environ["CHECKER_UNDER_TEST"])
+        import labctl.chaos
+        name = os.environ["MODULE_UNDER_TEST"]
+        spec = importlib.util.spec_from_file_location("labctl.chaos." + name, os.environ["SOURCE_UNDER_TEST"])
         module = importlib.util.module_from_spec(spec)
-        sys.modules["chaos.checker"] = module
+        sys.modules["labctl.chaos." + name] = module
         spec.loader.exec_module(module)
-        chaos.checker = module
+        setattr(labctl.chaos, name, module)
 ''')
 
-# (name, exact source text, replacement). Each bug is one the checker exists to catch.
-MUTATIONS = [
+# (name, exact source text of checker.py, replacement). Each bug is one the checker exists to catch.
+CHECKER_MUTATIONS = [
     ("one-term-may-have-two-writers",
      "        if other != r[\"node\"]:\n", "        if False:\n"),
     ("an-older-term-after-a-newer-one-is-fine",
@@ -101,23 +110,62 @@ MUTATIONS = [
 ]
 
 
+# (name, module, exact source text, replacement): the parts the checker stands on.
+PART_MUTATIONS = [
+    ("a-503-with-no-server-is-in-doubt", "workload",
+     'if status == 503 and served_by is None:\n        return "fail"',
+     'if status == 503 and served_by is None:\n        return "indeterminate"'),
+    ("an-app-503-that-did-not-say-is-not-applied", "workload",
+     'body.get("applied") is False', 'body.get("applied") is not True'),
+    ("a-502-is-not-applied", "workload", "    if status >= 500:\n", "    if status > 502:\n"),
+    ("a-refused-connection-is-in-doubt", "workload",
+     '"NewConnectionError" not in repr(exc) and', "True or"),
+    ("a-timeout-is-not-applied", "workload",
+     'op.outcome, op.error = "indeterminate", type(exc).__name__', 'op.outcome, op.error = "fail", type(exc).__name__'),
+    ("a-valid-lease-is-not-needed-to-write", "monitor",
+     'r["ro"] == 0 and r["lease_ok"]', 'r["ro"] == 0'),
+    ("unreachable-nodes-not-reported", "monitor",
+     'sorted(r["node"] for r in rs if "error" in r)', "[]"),
+    ("observers-ticks-merged", "monitor",
+     'ticks.setdefault((r["gen"], r["tick"]), [])', 'ticks.setdefault((0, r["tick"]), [])'),
+    ("failed-readings-count-as-answered", "monitor",
+     'ok = sum(1 for r in readings if r["node"] == node and "error" not in r)',
+     'ok = sum(1 for r in readings if r["node"] == node)'),
+    ("replicas-orders-sampled-as-a-sources", "monitor",
+     'for r in self.readings if "error" not in r and r["node"] in topology.SOURCES]',
+     'for r in self.readings if "error" not in r]'),
+    ("the-same-seq-of-another-server-converged", "snapshot",
+     "return have[1] > want[1] or have == want", "return have[1] >= want[1]"),
+    ("free-faults-may-cost-requests", "scenarios",
+     'FREE = {"failed_requests": 0}', 'FREE = {"failed_requests": 3}'),
+    ("a-failover-may-take-longer", "scenarios",
+     'WRITER_FAILOVER = {"failure_span_s": 3.0}', 'WRITER_FAILOVER = {"failure_span_s": 6.0}'),
+]
+MUTATIONS = [(name, "checker", old, new) for name, old, new in CHECKER_MUTATIONS] + PART_MUTATIONS
+MODULES = sorted({module for _, module, _, _ in MUTATIONS})
+
+
+def _source(module):
+    return (CHAOS / f"{module}.py").read_text(encoding="utf-8")
+
+
 def mutate(source, old, new):
     """Return SOURCE with the one occurrence of OLD replaced by NEW."""
-    assert source.count(old) == 1, f"{old!r} occurs {source.count(old)} times in checker.py"
+    assert source.count(old) == 1, f"{old!r} occurs {source.count(old)} times"
     return source.replace(old, new)
 
 
-def run_tests(source, workdir):
-    """Run the checker's unit tests against SOURCE as chaos.checker; return (exit code, output)."""
+def run_tests(module, source, workdir):
+    """Run MODULE's unit tests against SOURCE as labctl.chaos.MODULE; return (exit code, output)."""
     workdir.mkdir(parents=True)
     (workdir / "mutant_swap.py").write_text(PLUGIN, encoding="utf-8")
-    (workdir / "checker.py").write_text(source, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(workdir), "CHECKER_UNDER_TEST": str(workdir / "checker.py"),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    # -x: one failing test is enough. --noconftest: the checker's tests need no fixtures, and
+    (workdir / f"{module}.py").write_text(source, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(workdir), "MODULE_UNDER_TEST": module,
+           "SOURCE_UNDER_TEST": str(workdir / f"{module}.py"), "PYTHONDONTWRITEBYTECODE": "1"}
+    # -x: one failing test is enough. --noconftest: these tests need no fixtures of the tiers, and
     # skipping the tiers' conftests (Docker, testcontainers) keeps each run short.
     command = [sys.executable, "-m", "pytest", "-q", "-x", "--noconftest", "-p", "no:cacheprovider",
-               "-p", "mutant_swap", TESTS]
+               "-p", "mutant_swap", TESTS[module]]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
                           check=False)
     return done.returncode, done.stdout + done.stderr
@@ -125,27 +173,27 @@ def run_tests(source, workdir):
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """Run the tests against the checker and every mutant, in parallel; return {name: (code, output)}."""
-    source = CHECKER.read_text(encoding="utf-8")
-    sources = {"unmutated": source}
-    sources.update({name: mutate(source, old, new) for name, old, new in MUTATIONS})
+    """Run the tests against each unmutated module and every mutant, in parallel; return {name: (code, output)}."""
+    runs = {f"unmutated-{m}": (m, _source(m)) for m in MODULES}
+    runs.update({name: (m, mutate(_source(m), old, new)) for name, m, old, new in MUTATIONS})
     base = tmp_path_factory.mktemp("mutants")
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        futures = {name: pool.submit(run_tests, src, base / name) for name, src in sources.items()}
+        futures = {name: pool.submit(run_tests, m, src, base / name) for name, (m, src) in runs.items()}
         return {name: future.result() for name, future in futures.items()}
 
 
-@pytest.mark.parametrize("old, new", [pytest.param(old, new, id=name) for name, old, new in MUTATIONS])
-def test_each_mutation_applies_to_exactly_one_place(old, new):
-    mutate(CHECKER.read_text(encoding="utf-8"), old, new)
+@pytest.mark.parametrize("module, old, new", [pytest.param(m, old, new, id=name) for name, m, old, new in MUTATIONS])
+def test_each_mutation_applies_to_exactly_one_place(module, old, new):
+    mutate(_source(module), old, new)
 
 
-def test_the_unmutated_checker_passes_the_same_run(outcomes):
-    code, output = outcomes["unmutated"]
+@pytest.mark.parametrize("module", MODULES)
+def test_the_unmutated_library_passes_the_same_run(outcomes, module):
+    code, output = outcomes[f"unmutated-{module}"]
     assert code == 0, output[-3000:]
 
 
-@pytest.mark.parametrize("name", [name for name, _, _ in MUTATIONS])
+@pytest.mark.parametrize("name", [name for name, _, _, _ in MUTATIONS])
 def test_the_mutant_is_killed(outcomes, name):
     code, output = outcomes[name]
     # 1: tests ran and some failed. Anything else (2: a collection error,

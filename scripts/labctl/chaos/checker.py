@@ -879,7 +879,7 @@ def every_node_sampled(run):
     """Check that the observer read every DB node often enough for the safety checks to mean something."""
     if run.sample_counts is None:
         return found([], sampled="not observed")
-    from chaos.monitor import MIN_RATE_PER_S  # noqa: PLC0415 - the bound lives with the observer
+    from .monitor import MIN_RATE_PER_S  # noqa: PLC0415 - the bound lives with the observer
     errors = [f"{node} was read {c['answered']} times ({c['per_s']}/s), under {MIN_RATE_PER_S}/s"
               for node, c in sorted(run.sample_counts.items()) if c["per_s"] < MIN_RATE_PER_S]
     return found(errors, counts=run.sample_counts)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from labtest import Client
+from labctl.client import Client
 
 # Operation mix of a shopper, by weight.
 MIX = (("browse", 15), ("view", 30), ("add", 30), ("remove", 5), ("cart", 10), ("checkout", 10))

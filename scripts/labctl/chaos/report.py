@@ -16,6 +16,11 @@ REPORT_DIR = settings.ROOT / "reports" / "chaos"
 BUDGET_LABELS = {"failed_requests": "≤ {} failed", "failure_span_s": "span ≤ {} s", "recovery_s": "recovery ≤ {} s"}
 
 
+def budget_label(budget):
+    """A budget as README and the report state it: "span ≤ 3.0 s", "≤ 0 failed"."""
+    return ", ".join(BUDGET_LABELS[k].format(v) for k, v in (budget or {}).items()) or "-"
+
+
 def scenario_entry(name, description, verdict, fault_start, fault_end, plot, history):
     """Return the report's record of one scenario."""
     c = verdict.counts
@@ -45,6 +50,16 @@ def scenario_entry(name, description, verdict, fault_start, fault_end, plot, his
         "plot": plot,
         "history": history,
     }
+
+
+def error_entry(name, description, budget, error):
+    """Return the report's record of a scenario that could not be run to its verdict (it failed)."""
+    return {"name": name, "description": description, "passed": False, "failed_check": "the scenario itself",
+            "first_error": error, "failed_requests": None, "failure_span_s": None, "budget": budget,
+            "indeterminate_requests": None, "operations": 0, "indeterminate_share": None, "samples": None,
+            "recovery_s": None, "recovery_by_kind_s": {}, "acknowledged_writes": 0, "acknowledged_orders": 0,
+            "lost_writes": 0, "duplicate_writes": 0, "fault_window_s": None, "checks": {}, "plot": None,
+            "history": None}
 
 
 def save_history(name, history):
@@ -144,8 +159,9 @@ def write(entries):
              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         err = (f"{e['failed_check']}: {e['first_error']}" if not e["passed"] else "").replace("|", "\\|")
-        budget = ", ".join(BUDGET_LABELS[k].format(v) for k, v in (e["budget"] or {}).items()) or "-"
-        lines.append(f"| [{e['name']}]({e['plot']}) | {'yes' if e['passed'] else '**NO**'} | {budget} | "
+        budget = budget_label(e["budget"])
+        name = f"[{e['name']}]({e['plot']})" if e["plot"] else e["name"]
+        lines.append(f"| {name} | {'yes' if e['passed'] else '**NO**'} | {budget} | "
                      f"{e['failed_requests']} | {e['failure_span_s']} | {e['recovery_s']} | "
                      f"{e['acknowledged_writes']} | {e['lost_writes']} | {e['duplicate_writes']} | {err} |")
     lines += ["", "Budgets and figures cover the fault and its recovery (up to the end of the heal); "

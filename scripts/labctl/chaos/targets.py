@@ -1,0 +1,60 @@
+"""Who a fault strikes, found at the moment it strikes: the writer, a VIP holder, the etcd leader, a user's node.
+
+Named apart from the faults (chaos.nemesis) so that a scenario reads as
+"kill the writer", and so that the console and the tests ask the same
+questions the same way.
+"""
+from labctl import containers, ha, topology
+
+# The lab's sources (masters) and its read replica, from its topology.
+FIRST, SECOND = topology.SOURCES
+[REPLICA] = topology.REPLICAS
+
+
+def writer():
+    """The one source that takes writes now (fails when there is none, or two)."""
+    [node] = topology.writers()
+    return node
+
+
+def standby():
+    """The source that does not take writes now."""
+    return SECOND if writer() == FIRST else FIRST
+
+
+def vip_holder(pair):
+    """The LB of PAIR ("lb" or "dblb") that holds its VIP now."""
+    return topology.vip_holders(pair)[1][0]
+
+
+def vip_backup(pair):
+    """The LB of PAIR that does not hold its VIP."""
+    first, second = topology.LB_PAIRS[pair]
+    return second if vip_holder(pair) == first else first
+
+
+def home_node(workload):
+    """The web node that served the workload's first successful login (its user is stuck to it)."""
+    return next(op.served_by for op in workload.history if op.kind == "login" and op.outcome == "ok")
+
+
+def etcd_leader():
+    """The etcd member that leads etcd's raft now."""
+    [leader] = [m["name"] for m in ha.members() if m["leader"]]
+    return leader
+
+
+def etcd_follower():
+    """An etcd member that is not the raft leader."""
+    leader = etcd_leader()
+    return next(m for m in topology.DCS_MEMBERS if m != leader)
+
+
+def web_nodes():
+    """The web nodes running now."""
+    return [containers.node_of(c) for c in containers.find(role="web")]
+
+
+def everyone_but(*nodes):
+    """Every node of the lab (its running containers) but NODES."""
+    return [containers.node_of(c) for c in containers.find() if containers.node_of(c) not in nodes]
