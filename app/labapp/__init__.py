@@ -5,7 +5,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, cart, catalogue, config, csrf, db, metrics, orders, sessions, views
+from . import auth, cache, cart, catalogue, config, csrf, db, metrics, orders, sessions, views
 
 
 def create_app(test_config=None):
@@ -18,6 +18,7 @@ def create_app(test_config=None):
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     metrics.init_app(app)
     db.init_app(app)
+    cache.init_app(app)
     sessions.init_app(app)
     csrf.init_app(app)
     for module in (views, auth, catalogue, cart, orders):

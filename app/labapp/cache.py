@@ -13,10 +13,16 @@ The pattern, so that no read puts an old value into the cache:
   `cas` against the tombstone it saw: if another write replaced the
   tombstone meanwhile, the cas fails and nothing old is stored.
 
+- The write also records the keys it changed in the database, in its own
+  transaction (table cache_invalidations), and every web process replays
+  that log every CACHE_REPLAY_S: a tombstone the writing node could not
+  deliver (it was cut off from a cache node that other web nodes still
+  read) arrives from every other process within CACHE_REPLAY_S, and one
+  that reached no process is tried again until CACHE_TTL_S.
+
 So the cache only ever holds a value read after the latest write's
-commit. TODO(race): a value evicted while the replica still lags more than
-the write lock, or a write whose tombstone could not reach a partitioned
-(not restarted) cache node that later rejoins the ring, can still serve an
+commit, give or take CACHE_REPLAY_S. TODO(race): a value evicted while the
+replica still lags more than the write lock can still be refilled with an
 old copy until CACHE_TTL_S.
 
 Every cache failure is swallowed (ignore_exc): the caller then reads the
@@ -26,13 +32,16 @@ CACHE_DEAD_RETRY_S.
 """
 import concurrent.futures
 import json
+import os
 import socket
+import threading
+import time
 
 from flask import current_app
 from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
 
-from . import metrics
+from . import db, metrics
 
 _LOCK = {"lock": True}
 
@@ -128,8 +137,8 @@ def fetch(key, load, fresh=False):
     return value, False
 
 
-def invalidate(*keys):
-    """Mark KEYS as just written (call after the commit): see the module's docstring.
+def invalidate(*keys, servers=None):
+    """Mark KEYS as just written (call after the commit) on SERVERS (default: all); return those missed.
 
     The tombstone goes to every node, not only to the key's: each worker
     process decides on its own when a node is dead and its keys move, so
@@ -137,12 +146,74 @@ def invalidate(*keys):
     find the tombstone there. Writes are rare; the extra sets are cheap.
     """
     lock_s = current_app.config["CACHE_WRITE_LOCK_S"]
+    missed = []
     for server, node in list(client().clients.items()):
+        if servers is not None and server not in servers:
+            continue
         try:
             for key in keys:
                 node.set(key, _LOCK, expire=lock_s, noreply=False)
         except Exception as exc:  # noqa: BLE001 - a dead node holds nothing to invalidate
             current_app.logger.warning("cache node %s missed an invalidation: %s", server, exc)
+            missed.append(server)
+    return missed
+
+
+def log_invalidation(cur, *keys):
+    """Record KEYS as changed in the writing transaction CUR (see the module's docstring); purge old entries."""
+    cur.executemany("INSERT INTO cache_invalidations (cache_key) VALUES (%s)", [(k,) for k in keys])
+    cur.execute("DELETE FROM cache_invalidations WHERE created_at < NOW(3) - INTERVAL 1 HOUR LIMIT 100")
+
+
+class Replayer:
+    """Replays the invalidation log into the cache: each entry once on every node, until every node took it."""
+
+    def __init__(self, app):
+        self.app = app
+        self.entries = {}   # log id -> [first seen (monotonic), key, servers still to reach or None: all]
+        self.stopping = threading.Event()
+        self._warned = 0.0
+
+    def replay_once(self):
+        """Read the log's recent entries (from the write path) and deliver what is new or was missed."""
+        cfg = self.app.config
+        with self.app.app_context():
+            rows = db.query("SELECT id, cache_key FROM cache_invalidations "
+                            "WHERE created_at >= NOW(3) - INTERVAL %s SECOND", (cfg["CACHE_WRITE_LOCK_S"],))
+            now = time.monotonic()
+            for row in rows:
+                self.entries.setdefault(row["id"], [now, row["cache_key"], None])
+            for log_id, entry in list(self.entries.items()):
+                seen, key, pending = entry
+                if pending is None or pending:
+                    entry[2] = set(invalidate(key, servers=pending))
+                if now - seen > cfg["CACHE_TTL_S"]:   # by then the cache has dropped what the key held
+                    del self.entries[log_id]
+
+    def run(self):
+        """Replay every CACHE_REPLAY_S until stopped; a failure is logged (at most every 10 s) and retried."""
+        while not self.stopping.wait(self.app.config["CACHE_REPLAY_S"]):
+            try:
+                self.replay_once()
+            except Exception as exc:  # noqa: BLE001 - the database or cache may be away; try again
+                if time.monotonic() - self._warned > 10:
+                    self._warned = time.monotonic()
+                    self.app.logger.warning("replaying cache invalidations failed: %s", exc)
+
+
+def init_app(app):
+    """Start this process's replayer on its first request (after gunicorn forked it), if CACHE_REPLAY_S."""
+    lock = threading.Lock()
+
+    @app.before_request
+    def start_replayer():
+        if not app.config["CACHE_REPLAY_S"] or app.extensions.get("lab_replayer_pid") == os.getpid():
+            return
+        with lock:
+            if app.extensions.get("lab_replayer_pid") != os.getpid():
+                replayer = app.extensions["lab_replayer"] = Replayer(app)
+                threading.Thread(target=replayer.run, name="cache-replay", daemon=True).start()
+                app.extensions["lab_replayer_pid"] = os.getpid()
 
 
 def ping():

@@ -92,7 +92,9 @@ def update_product(product_id):
         if cur.rowcount == 0:
             abort(404, "no such product")
         cur.execute(f"SELECT {_COLUMNS} FROM products WHERE id = %s", (product_id,))
-        return cur.fetchone()
+        item = cur.fetchone()
+        cache.log_invalidation(cur, _key(product_id), ALL_KEY)
+        return item
     item = db.run(change)
     # After the commit, never before: see cache.py.
     cache.invalidate(_key(product_id), ALL_KEY)

@@ -67,4 +67,8 @@ def load():
         # How long after a product write reads bypass the read replica; see
         # cache.py. Longer than the replica lag we tolerate.
         "CACHE_WRITE_LOCK_S": int(env("CACHE_WRITE_LOCK_S", "30")),
+        # How often each web process replays the invalidation log (cache.py);
+        # 0 replays nothing. The bound on a stale read after a write whose
+        # tombstone missed a cache node.
+        "CACHE_REPLAY_S": float(env("CACHE_REPLAY_S", "0.5")),
     }

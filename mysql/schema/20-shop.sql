@@ -73,3 +73,14 @@ CREATE TABLE IF NOT EXISTS order_items (
     PRIMARY KEY (order_id, product_id),
     CONSTRAINT order_items_order FOREIGN KEY (order_id) REFERENCES orders (id)
 ) ENGINE=InnoDB;
+
+-- The cache's invalidation log: a product write records the cache keys it
+-- changed in its own transaction, and every web process replays the log
+-- (app/labapp/cache.py), so that a tombstone the writing node could not
+-- deliver (a cache node it could not reach) still arrives. Kept an hour.
+CREATE TABLE IF NOT EXISTS cache_invalidations (
+    id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    cache_key   VARCHAR(200) NOT NULL,
+    created_at  DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    KEY cache_invalidations_created (created_at)
+) ENGINE=InnoDB;

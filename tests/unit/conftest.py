@@ -45,6 +45,8 @@ def app_config(stack):
         "MEMCACHED_SERVERS": [("127.0.0.1", stack["memcached1"].port),
                               ("127.0.0.1", stack["memcached2"].port)],
         "SESSION_PURGE_PROBABILITY": 0.0,
+        # No replaying thread per test app: the tests replay the log themselves (cache.Replayer).
+        "CACHE_REPLAY_S": 0,
     }
 
 

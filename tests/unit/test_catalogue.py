@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from unitstack import cache_client, closed_port
+from unitstack import Auth, cache_client, closed_port
 from labapp import cache, catalogue
 
 # A read with every cache node frozen pays at most a few cache timeouts
@@ -133,3 +133,48 @@ def test_a_write_leaves_its_lock_on_every_cache_client(stack, auth):
     assert auth.admin().put("/products/1", json={"name": "Locked"}).status_code == 200
     for name in ("memcached1", "memcached2"):
         assert cache_client(stack, name).get("product:1") is not None, name
+
+
+def _stale_after_a_write_that_missed_the_cache(make_app, reader):
+    """A product cached by READER's app; the admin renames it through an app that reaches no cache node."""
+    assert name_of(reader) == ("Load balancer", "miss")
+    assert name_of(reader) == ("Load balancer", "hit")
+    cut_off = make_app(MEMCACHED_SERVERS=[("127.0.0.1", closed_port())])
+    assert Auth(cut_off).admin().put("/products/1", json={"name": "Renamed"}).status_code == 200
+    # Its tombstone went nowhere: without the log, readers would see the old name until CACHE_TTL_S.
+    assert name_of(reader) == ("Load balancer", "hit")
+
+
+def test_a_tombstone_the_writer_could_not_deliver_arrives_through_the_log(make_app):
+    app = make_app()
+    reader = app.test_client()
+    _stale_after_a_write_that_missed_the_cache(make_app, reader)
+    cache.Replayer(app).replay_once()
+    assert name_of(reader) == ("Renamed", "miss")
+    assert name_of(reader) == ("Renamed", "hit")
+
+
+def test_a_replay_that_missed_a_cache_node_tries_it_again(make_app, stack):
+    app = make_app(MEMCACHED_SERVERS=[("127.0.0.1", stack["memcached1"].port), ("127.0.0.1", closed_port())])
+    assert Auth(app).admin().put("/products/1", json={"name": "Renamed"}).status_code == 200
+    replayer = cache.Replayer(app)
+    replayer.replay_once()
+    pending = {key: servers for _, key, servers in replayer.entries.values()}
+    assert set(pending) == {"product:1", "products:all"}, replayer.entries
+    [dead] = pending["product:1"]
+    assert pending["products:all"] == {dead} and str(stack["memcached1"].port) not in dead
+    replayer.replay_once()       # still unreachable: still pending; the node that took it is not asked again
+    assert [servers for _, _, servers in replayer.entries.values()] == [{dead}, {dead}]
+
+
+def test_every_web_process_replays_the_log_by_itself(make_app):
+    app = make_app(CACHE_REPLAY_S=0.2)
+    reader = app.test_client()
+    try:
+        _stale_after_a_write_that_missed_the_cache(make_app, reader)
+        deadline = time.monotonic() + 3
+        while name_of(reader)[0] != "Renamed":
+            assert time.monotonic() < deadline, "the replaying thread did not deliver the tombstone within 3 s"
+            time.sleep(0.1)
+    finally:
+        app.extensions["lab_replayer"].stopping.set()

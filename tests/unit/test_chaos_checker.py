@@ -317,6 +317,22 @@ def writes_in_doubt(n):
                     "finals": final({3: 2}), "snap": snapshot({})}
 
 
+def edit(start, pid, version, outcome="ok"):
+    """The admin's change of product PID, acknowledged with VERSION (its end: START + 0.01)."""
+    return op("edit", start, outcome, user="admin", args={"product_id": pid, "price_cents": 100},
+              result={"version": version} if outcome == "ok" else None)
+
+
+def view(start, pid, version):
+    """A shopper's acknowledged view of product PID that showed VERSION."""
+    return op("view", start, args={"product_id": pid}, result={"version": version})
+
+
+def stale_product_view():
+    """Version 2 of product 1 was acknowledged at t=5.01; a view at t=8 still showed version 1."""
+    return {"hist": history() + [view(8, 1, 1)], "edits": [edit(5, 1, 2)]}
+
+
 def over_budget(budget):
     """The consistent history (2 failed requests over 3.01 s) held to BUDGET."""
     return lambda: {"budget": budget}
@@ -396,6 +412,9 @@ ANOMALIES = [
                  ["failure_span_s was 3.01, over the budget of 1.0"], id="failure-span-over-budget"),
     pytest.param(over_budget({"failed_request": 0}), "within_availability_budget",
                  ["unknown budget figure 'failed_request'"], id="misspelt-budget"),
+    pytest.param(stale_product_view, "catalogue_reads_fresh",
+                 ["u-0 read product 1 at version 1 at t=8.00s (web1), 2.99 s after a newer one",
+                  "newest then: 2; bound 2.0 s"], id="stale-product-view"),
 ]
 
 
@@ -615,5 +634,21 @@ def test_every_workload_table_is_compared_across_nodes():
     schema = (settings.ROOT / "mysql" / "schema")
     sql = "".join((schema / name).read_text(encoding="utf-8") for name in ("10-sessions.sql", "20-shop.sql"))
     tables = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", sql))
-    assert tables == {"sessions", "users", "products", "orders", "order_items"}
+    assert tables == {"sessions", "users", "products", "orders", "order_items", "cache_invalidations"}
     assert tables <= set(CHECKSUM_TABLES)
+
+
+def test_views_within_the_freshness_bound_pass_and_the_worst_staleness_is_reported():
+    edits = [edit(5, 1, 2), edit(5.5, 1, 3), edit(6, 2, 7, outcome="indeterminate")]
+    hist = history() + [view(6.5, 1, 1),   # 1.49 s after version 2: inside the bound
+                        view(6.6, 1, 3), view(7, 2, 6),  # product 2: no acknowledged change, not judged
+                        view(20, 3, 1)]
+    v = run(hist, edits=edits)
+    fresh = v.checks["catalogue_reads_fresh"]
+    assert fresh["ok"], fresh
+    assert (fresh["judged"], fresh["max_stale_s"], fresh["bound"]) == (2, pytest.approx(1.49), 2.0)
+
+
+def test_a_view_is_judged_against_the_bound_it_is_given():
+    v = run(stale_product_view()["hist"], edits=stale_product_view()["edits"], freshness_s=3.5)
+    assert v.checks["catalogue_reads_fresh"]["ok"]

@@ -209,3 +209,17 @@ def test_readme_states_each_scenario_and_its_budget_as_the_code_has_them():
     rows = re.findall(r"^\| ([a-z0-9-]+) \| ([^|]+) \| [^|]+ \|$", table, flags=re.M)
     stated = {name: budget.strip() for name, budget in rows}
     assert stated == {s.name: report.budget_label(s.budget) for s in scenarios.SCENARIOS}
+
+
+# ---- the report -----------------------------------------------------------------------------
+
+def test_a_scenario_that_could_not_run_is_reported_as_failed_beside_the_others(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "REPORT_DIR", tmp_path)
+    broken = report.error_entry("kill-gateway", "kill the gateway", {"failure_span_s": 11.0},
+                                "ValueError: no gateway")
+    summary = report.write([broken])
+    assert (summary["scenarios"], summary["passed"], summary["failed"]) == (1, 0, ["kill-gateway"])
+    assert summary["failed_requests"] == 0 and summary["lost_writes"] == 0
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "| kill-gateway | **NO** | span ≤ 11.0 s |" in md and "ValueError: no gateway" in md
+    assert json.loads((tmp_path / "report.json").read_text())["scenarios"][0]["passed"] is False

@@ -152,7 +152,7 @@ def reset(stack, pristine_products):
     """Leave no users but the admin, no sessions or orders, the seeded catalogue, empty caches."""
     db = Database(stack["primary"].port)
     for sql in ("DELETE FROM order_items", "DELETE FROM orders", "DELETE FROM sessions",
-                "DELETE FROM users WHERE id <> 1"):
+                "DELETE FROM users WHERE id <> 1", "DELETE FROM cache_invalidations"):
         db.rows(sql)
     columns = list(pristine_products[0])
     db.rows(f"REPLACE INTO products ({', '.join(columns)}) VALUES "

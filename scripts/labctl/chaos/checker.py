@@ -41,6 +41,10 @@ API
                     (default: for ever, as in Jepsen; a finite bound keeps the search small)
     max_states      bound of the cart model's search (see below)
     max_in_doubt_share  the share of writes that may end in doubt (few_writes_in_doubt)
+    edits           list of workload.Op of kind "edit": the admin's price changes (their own
+                    history; result["version"] is the product's version when acknowledged)
+    freshness_s     how long after an edit was acknowledged a catalogue read may still show
+                    an older version (catalogue_reads_fresh)
 
   Verdict.valid, Verdict.checks[name] = {"ok", "errors" (a count), "first_error", "examples"
   (the first five), plus what the check adds}, Verdict.counts. Check names are the function
@@ -67,6 +71,8 @@ API
     few_writes_in_doubt                  at most MAX_IN_DOUBT_SHARE of the writes (or MIN_IN_DOUBT)
                                          ended in doubt (+in_doubt, +writes, +bound)
     within_availability_budget           no measured figure over its budget (+budget, +measured)
+    catalogue_reads_fresh                no product view shows a version older than one acknowledged
+                                         freshness_s before it started (+judged, +max_stale_s, +bound)
   Counts: operations, failed_requests, client_errors, indeterminate, acknowledged_writes,
   acknowledged_orders, lost_writes (acknowledged orders missing + cart anomalies),
   duplicate_writes (unrequested + duplicate orders), unverifiable_carts, unverifiable_orders,
@@ -120,7 +126,7 @@ from labctl import topology
 
 DB_NODES = topology.DB_NODES
 # Every table the workload writes; carts live in `sessions`.
-CHECKSUM_TABLES = ("users", "products", "orders", "order_items", "sessions")
+CHECKSUM_TABLES = ("users", "products", "orders", "order_items", "sessions", "cache_invalidations")
 MAX_STATES = 512
 MAX_QTY, MAX_LINES = 99, 50          # the app's cart limits (app/labapp/cart.py)
 WRITES = ("add", "remove", "checkout")
@@ -131,6 +137,10 @@ BUDGET_FIGURES = ("failed_requests", "failure_span_s", "recovery_s")
 # Writes in doubt (an answer that cannot say whether it was applied): at most
 # this share of a scenario's writes, or MIN_IN_DOUBT, whichever is more.
 MAX_IN_DOUBT_SHARE = 0.05
+# A product view may show an older version than the newest acknowledged
+# for this long: the read replica's lag (a cache miss reads the replica) and
+# the web nodes' invalidation log (app/labapp/cache.py) are well inside it.
+FRESHNESS_S = 2.0
 MIN_IN_DOUBT = 10
 MAX_CULPRITS = 8                     # failed ops tried one by one to name the one an anomaly shows
 SHOWN = 3                            # possible carts quoted in an error
@@ -519,6 +529,8 @@ class Run:
     max_states: int = MAX_STATES
     judged_until: float = math.inf
     max_in_doubt_share: float = MAX_IN_DOUBT_SHARE
+    edits: list = ()
+    freshness_s: float = FRESHNESS_S
     _replays: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -937,6 +949,32 @@ def within_availability_budget(run):
     return found(errors, budget=budget, measured=measured)
 
 
+def catalogue_reads_fresh(run):
+    """Check that no product view showed a version older than one acknowledged freshness_s before the view."""
+    acked = {}
+    for op in run.edits:
+        if op.kind == "edit" and op.outcome == "ok" and op.result.get("version") is not None:
+            acked.setdefault(op.args["product_id"], []).append((op.end, op.result["version"]))
+    errors, judged, max_stale = [], 0, 0.0
+    for op in sorted(run.history, key=lambda o: o.start):
+        versions = acked.get(op.args.get("product_id")) if op.kind == "view" else None
+        if not versions or op.outcome != "ok" or op.result.get("version") is None:
+            continue
+        judged += 1
+        seen = op.result["version"]
+        newer = [end for end, v in versions if v > seen and end < op.start]
+        if not newer:
+            continue
+        stale_s = op.start - min(newer)
+        max_stale = max(max_stale, stale_s)
+        if stale_s > run.freshness_s:
+            newest = max(v for end, v in versions if end < op.start)
+            errors.append((op.start, f"{op.user} read product {op.args['product_id']} at version {seen} "
+                                     f"at t={op.start:.2f}s ({op.served_by}), {stale_s:.2f} s after a newer one "
+                                     f"was acknowledged (newest then: {newest}; bound {run.freshness_s} s)"))
+    return found(_by_time(errors), judged=judged, max_stale_s=round(max_stale, 3), bound=run.freshness_s)
+
+
 CHECKS = (
     acknowledged_orders_present,
     orders_hold_their_cart,
@@ -955,6 +993,7 @@ CHECKS = (
     service_recovered,
     few_writes_in_doubt,
     within_availability_budget,
+    catalogue_reads_fresh,
 )
 
 
@@ -1025,11 +1064,11 @@ def _counts(run, checks):
 def check(history, final_carts, snapshot, fault_start, fault_end, killed_web_nodes=(), *,
           writer_samples=(), order_samples=(), writer_readings=(), sample_counts=None, budget=None,
           in_flight_s=math.inf, max_states=MAX_STATES,
-          judged_until=math.inf, max_in_doubt_share=MAX_IN_DOUBT_SHARE):
+          judged_until=math.inf, max_in_doubt_share=MAX_IN_DOUBT_SHARE, edits=(), freshness_s=FRESHNESS_S):
     """Judge HISTORY and FINAL_CARTS against SNAPSHOT, SAMPLES and BUDGET with every check in CHECKS."""
     run = Run(list(history), dict(final_carts), snapshot, fault_start, fault_end, frozenset(killed_web_nodes),
               list(writer_samples), list(order_samples), list(writer_readings), sample_counts, budget,
-              in_flight_s, max_states, judged_until, max_in_doubt_share)
+              in_flight_s, max_states, judged_until, max_in_doubt_share, list(edits), freshness_s)
     verdict = Verdict()
     for chk in CHECKS:
         try:

@@ -39,6 +39,9 @@ def scenario_entry(name, description, verdict, fault_start, fault_end, plot, his
         "indeterminate_share": round(c["indeterminate"] / c["operations"], 4) if c["operations"] else 0.0,
         # How often the observer read each DB node (chaos.monitor): what the safety checks stand on.
         "samples": verdict.checks.get("every_node_sampled", {}).get("counts"),
+        # How stale a product view was at worst (chaos.checker.catalogue_reads_fresh), and its bound.
+        "freshness": {k: verdict.checks.get("catalogue_reads_fresh", {}).get(k)
+                      for k in ("judged", "max_stale_s", "bound")},
         "recovery_s": None if math.isinf(c["recovery_s"]) else c["recovery_s"],
         "recovery_by_kind_s": {k: (None if math.isinf(v) else v) for k, v in c["recovery_by_kind_s"].items()},
         "acknowledged_writes": c["acknowledged_writes"],
@@ -142,10 +145,10 @@ def write(entries):
         "scenarios": len(entries),
         "passed": sum(e["passed"] for e in entries),
         "failed": [e["name"] for e in entries if not e["passed"]],
-        "acknowledged_writes": sum(e["acknowledged_writes"] for e in entries),
-        "lost_writes": sum(e["lost_writes"] for e in entries),
-        "duplicate_writes": sum(e["duplicate_writes"] for e in entries),
-        "failed_requests": sum(e["failed_requests"] for e in entries),
+        "acknowledged_writes": sum(e["acknowledged_writes"] or 0 for e in entries),
+        "lost_writes": sum(e["lost_writes"] or 0 for e in entries),
+        "duplicate_writes": sum(e["duplicate_writes"] or 0 for e in entries),
+        "failed_requests": sum(e["failed_requests"] or 0 for e in entries),
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (REPORT_DIR / "report.json").write_text(

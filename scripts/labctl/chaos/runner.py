@@ -94,7 +94,7 @@ def _judged(s, nemesis):
     verdict = checker.check(w.history, final, db, fault_start, fault_end, killed,
                             writer_samples=sampler.writer_samples, order_samples=sampler.order_samples,
                             writer_readings=sampler.writer_readings, sample_counts=counts,
-                            budget=s.budget, judged_until=judged_until)
+                            budget=s.budget, judged_until=judged_until, edits=w.edits)
     entry = report.scenario_entry(s.name, s.description, verdict, fault_start, fault_end,
                                   report.plot(s.name, w.history, fault_start, fault_end),
                                   report.save_history(s.name, w.history))

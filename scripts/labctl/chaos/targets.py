@@ -38,6 +38,11 @@ def home_node(workload):
     return next(op.served_by for op in workload.history if op.kind == "login" and op.outcome == "ok")
 
 
+def editor_node(workload):
+    """The web node the workload's editor (the admin) is stuck to: where its product writes run."""
+    return next(op.served_by for op in workload.edits if op.kind == "login" and op.outcome == "ok")
+
+
 def etcd_leader():
     """The etcd member that leads etcd's raft now."""
     [leader] = [m["name"] for m in ha.members() if m["leader"]]

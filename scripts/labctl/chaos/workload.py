@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from labctl import settings
 from labctl.client import Client
 
 # Operation mix of a shopper, by weight.
@@ -26,6 +27,8 @@ MIX = (("browse", 15), ("view", 30), ("add", 30), ("remove", 5), ("cart", 10), (
 PRODUCTS = range(1, 13)
 REQUEST_TIMEOUT_S = 5
 THINK_S = (0.05, 0.15)
+EDITED = (1, 2, 3)         # the products the editor changes (every shopper views them too)
+EDIT_EVERY_S = (0.3, 0.7)
 
 
 @dataclass
@@ -123,7 +126,9 @@ class User:
             self.call("browse", "GET", "/products")
         elif kind == "view":
             pid = self.rng.choice(PRODUCTS)
-            self.call("view", "GET", f"/products/{pid}", {"product_id": pid})
+            op, body = self.call("view", "GET", f"/products/{pid}", {"product_id": pid})
+            if op.outcome == "ok" and isinstance(body, dict):
+                op.result["version"] = body.get("version")
         elif kind == "cart":
             self._cart_op("cart", "GET", "/cart")
         elif kind == "add":
@@ -163,14 +168,48 @@ class User:
         self.client.close()
 
 
+class Editor(User):
+    """The shop's admin, changing the prices of EDITED now and then: what the catalogue's readers must see.
+
+    Its operations ("edit", with the product's new version when
+    acknowledged) go to a history of their own: it is not a shopper, and
+    the checker judges the shoppers' views of the catalogue against it.
+    """
+
+    def __init__(self, history, clock):
+        super().__init__("admin", history, clock)
+        self.password = (settings.SECRETS_DIR / "app_admin_password").read_text(encoding="utf-8").strip()
+        self.rng = random.Random()
+
+    def sign_up(self, deadline):
+        """Log in as the admin (its row is seeded; its password is the deployment's secret)."""
+        while self.clock() < deadline:
+            op, _ = self.call("login", "POST", "/login", json={"username": self.name, "password": self.password})
+            if op.outcome == "ok":
+                return True
+            time.sleep(0.2)
+        return False
+
+    def step(self):
+        """Change one product's price; record the version the answer names."""
+        pid = self.rng.choice(EDITED)
+        price = self.rng.randint(100, 9999)
+        op, body = self.call("edit", "PUT", f"/products/{pid}", {"product_id": pid, "price_cents": price},
+                             json={"price_cents": price})
+        if op.outcome == "ok" and isinstance(body, dict):
+            op.result["version"] = body.get("version")
+
+
 class Workload:
-    """N concurrent shoppers through 127.0.0.1, recording one shared history."""
+    """N concurrent shoppers through 127.0.0.1, recording one shared history, and an editor with its own."""
 
     def __init__(self, users=6, prefix=None):
         self.t0 = time.monotonic()
         self.history = []
         prefix = prefix or "u" + secrets.token_hex(3)
         self.users = [User(f"{prefix}-{i}", self.history, self.clock) for i in range(users)]
+        self.edits = []
+        self.editor = Editor(self.edits, self.clock)
         self._stop = threading.Event()
         self._threads = []
         self.crashed = []
@@ -182,15 +221,16 @@ class Workload:
     def sign_up(self, timeout_s=60):
         """Register and log in every user, in parallel (before any fault); fail if one cannot."""
         deadline = self.clock() + timeout_s
-        with concurrent.futures.ThreadPoolExecutor(len(self.users) or 1) as pool:
-            done = list(pool.map(lambda u: u.sign_up(deadline), self.users))
-        failed = [u.name for u, ok in zip(self.users, done) if not ok]
+        everyone = [*self.users, self.editor]
+        with concurrent.futures.ThreadPoolExecutor(len(everyone)) as pool:
+            done = list(pool.map(lambda u: u.sign_up(deadline), everyone))
+        failed = [u.name for u, ok in zip(everyone, done) if not ok]
         if failed:
             raise AssertionError(f"{', '.join(failed)} could not sign up before the fault")
 
     def start(self):
         """Start every user's loop in its own thread."""
-        for u in self.users:
+        for u in [*self.users, self.editor]:
             t = threading.Thread(target=self._run, args=(u,), daemon=True)
             t.start()
             self._threads.append(t)
@@ -199,7 +239,7 @@ class Workload:
         try:
             while not self._stop.is_set():
                 user.step()
-                time.sleep(user.rng.uniform(*THINK_S))
+                time.sleep(user.rng.uniform(*(EDIT_EVERY_S if user is self.editor else THINK_S)))
         except Exception as exc:  # noqa: BLE001 - reported by stop(): a shopper must not vanish silently
             self.crashed.append(f"{user.name}: {type(exc).__name__}: {exc}")
 
@@ -223,5 +263,5 @@ class Workload:
 
     def close(self):
         """Close every user's connections."""
-        for u in self.users:
+        for u in [*self.users, self.editor]:
             u.close()
