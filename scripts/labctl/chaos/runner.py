@@ -25,11 +25,9 @@ from .nemesis import Nemesis
 from .scenarios import SCENARIOS, select
 from .workload import Workload
 
-# The phases around each fault (its own hold is the scenario's). Each is as
-# short as what it is for allows: 36 scenarios must fit in 15 minutes.
-WARMUP_S = 3        # shopping before the fault: every user logged in and shopping (about 150 ops)
-RECOVER_S = 3       # shopping after the fault's own heal, before the lab is healed whole and judged
-AFTER_S = 2         # shopping after the failback, before the final reads
+WARMUP_S = 4        # shopping before the fault
+RECOVER_S = 6       # shopping after the heal, to see the service come back
+AFTER_S = 3         # shopping after the failback, before the final reads
 USERS = 6
 HA_LOG_LINES = 120  # how much of the write path's log a failed scenario prints
 # No scenario may hang the run: the longest, restart-lab, takes about 3 minutes.
