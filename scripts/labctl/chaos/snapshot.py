@@ -84,13 +84,14 @@ def _checksums_agreeing(timeout_s=10):
     for a moment, a diverged node differs in every round. The last round
     is returned either way, and nodes_converged judges it.
     """
-    deadline = time.monotonic() + timeout_s
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(DB_NODES)) as pool:
-        while True:
+        def agree():
             sums = dict(zip(DB_NODES, pool.map(_checksums, DB_NODES)))
-            if len({tuple(sorted(c.items())) for c in sums.values()}) == 1 or time.monotonic() > deadline:
-                return sums
-            time.sleep(0.2)
+            return len({tuple(sorted(c.items())) for c in sums.values()}) == 1, sums
+        try:
+            return progress.wait_until(agree, timeout_s, interval_s=0.2)
+        except progress.Timeout as exc:
+            return exc.detail
 
 
 def read_db(usernames, timeout_s=60):
