@@ -32,7 +32,6 @@ CACHE_DEAD_RETRY_S.
 """
 import concurrent.futures
 import json
-import os
 import socket
 import threading
 import time
@@ -41,7 +40,7 @@ from flask import current_app
 from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
 
-from . import db, metrics
+from . import background, db, metrics
 
 _LOCK = {"lock": True}
 
@@ -203,17 +202,10 @@ class Replayer:
 
 def init_app(app):
     """Start this process's replayer on its first request (after gunicorn forked it), if CACHE_REPLAY_S."""
-    lock = threading.Lock()
-
     @app.before_request
     def start_replayer():
-        if not app.config["CACHE_REPLAY_S"] or app.extensions.get("lab_replayer_pid") == os.getpid():
-            return
-        with lock:
-            if app.extensions.get("lab_replayer_pid") != os.getpid():
-                replayer = app.extensions["lab_replayer"] = Replayer(app)
-                threading.Thread(target=replayer.run, name="cache-replay", daemon=True).start()
-                app.extensions["lab_replayer_pid"] = os.getpid()
+        if app.config["CACHE_REPLAY_S"]:
+            background.start_per_process(app, "cache-replay", Replayer)
 
 
 def ping():

@@ -46,6 +46,12 @@ def load():
         "DB_RETRY_WINDOW_S": float(env("DB_RETRY_WINDOW_S", "1.0")),
         # A worker thread's pooled connection is replaced after this long.
         "DB_POOL_MAX_AGE_S": float(env("DB_POOL_MAX_AGE_S", "30")),
+        # The web LBs' check (labapp.reach): each process probes the db LBs
+        # this often, and is not ready for users once no probe succeeded for
+        # the grace (a node cut off from the db VIP leaves the rotation).
+        # 0 probes on each check instead (tests).
+        "DB_REACH_EVERY_S": float(env("DB_REACH_EVERY_S", "0.5")),
+        "DB_REACH_GRACE_S": float(env("DB_REACH_GRACE_S", "2.0")),
         "SESSION_COOKIE": env("SESSION_COOKIE", "lab_session"),
         "SESSION_TTL_S": int(env("SESSION_TTL_S", str(7 * 24 * 3600))),
         # Share of session writes that also delete expired rows: cleanup

@@ -4,7 +4,7 @@ import re
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
-from . import cache, catalogue, db, inputs, sessions
+from . import cache, catalogue, db, inputs, reach, sessions
 
 bp = Blueprint("views", __name__)
 
@@ -25,7 +25,14 @@ def _state(name, error):
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: 200 while the write path answers (reads and cache can fall back), else 503."""
+    """Readiness: 200 while the write path answers (reads and cache can fall back), else 503.
+
+    `?for=lb` is the web LBs' check instead: 200 while this process reaches
+    the database's LBs at all, from its last probe (labapp.reach).
+    """
+    if request.args.get("for") == "lb":
+        ok, _why = reach.verdict(current_app._get_current_object())
+        return jsonify(node=current_app.config["LAB_NODE"], ready=ok), 200 if ok else 503
     write, read = db.ping("write"), db.ping("read")
     # Numbered, not host:port: the answer may leave the internal network.
     caches = {f"memcached {i}": _state(f"memcached {i} ({server})", err)

@@ -75,7 +75,7 @@ def serve_only(nodes):
     for lb in containers.find(role="lb"):
         for node in running:
             state = "ready" if node in nodes else "maint"
-            haproxy.runtime(containers.node_of(lb), f"set server web/{node} state {state}")
+            haproxy.set_web_state(containers.node_of(lb), node, state)
     time.sleep(1)
 
 

@@ -12,6 +12,9 @@ from . import progress, settings, topology
 
 # Compose substitutes it, so the file works for any LAB_NET.
 NET = "${LAB_NET:-172.28}"
+# A read replica's relay logs: a volume small enough for the chaos suite to fill.
+RELAY_DIR = "/var/lib/mysql-relay"
+RELAY_VOLUME = "64m"
 BLOCK = re.compile(r"^(?P<indent>[ ]*)# <topology:(?P<name>[\w-]+)>.*?\n(?P<body>.*?)^[ ]*# </topology:(?P=name)>",
                    re.M | re.S)
 
@@ -46,18 +49,23 @@ def _db_nodes(t):
     lines = []
     for node in t.db_nodes:
         source = node in t.sources
+        env = f'<<: *db-env, LAB_NODE: {node}, DB_ROLE: {"source" if source else "replica"}, ' \
+              f'DB_SERVER_ID: "{t.server_id(node)}"'
+        if not source:   # a read replica's relay logs on a small volume of their own (chaos: fill-replica-relay-volume)
+            env += f", DB_RELAY_DIR: {RELAY_DIR}"
         lines += [
             f"  {node}:",
             "    <<: *db-node",
             f"    labels: {{lab.role: {'db-source' if source else 'db-replica'}, lab.node: {node}}}",
-            f"    environment: {{<<: *db-env, LAB_NODE: {node}, DB_ROLE: {'source' if source else 'replica'}, "
-            f'DB_SERVER_ID: "{t.server_id(node)}"}}',
+            f"    environment: {{{env}}}",
             "    networks:",
             f'      db: {{ipv4_address: "{t.db_address(node, NET)}"}}',
             "      dcs: {}",
             f'    volumes: ["{node}-data:/var/lib/mysql"]',
-            "",
         ]
+        if not source:
+            lines.append(f'    tmpfs: ["/run/lab", "{RELAY_DIR}:size={RELAY_VOLUME}"]')
+        lines.append("")
     return lines[:-1]
 
 

@@ -28,6 +28,25 @@ def servers(node, backend):
     return {r["svname"]: r for r in rows if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")}
 
 
+# The web LBs' two backends of the same nodes (haproxy/conf/lb.cfg): `web`,
+# checked for readiness, and `web_degraded`, checked for liveness, used
+# while no node is ready. An operator's state (ready, drain, maint) is set
+# in both.
+WEB_BACKENDS = ("web", "web_degraded")
+
+
+def set_web_state(lb, node, state):
+    """Set web NODE's administrative STATE (ready, drain, maint) in both of web LB LB's backends."""
+    for backend in WEB_BACKENDS:
+        runtime(lb, f"set server {backend}/{node} state {state}")
+
+
+def web_sessions(lb, nodes):
+    """{node: current sessions on LB, over both web backends} for NODES."""
+    per_backend = [servers(lb, b) for b in WEB_BACKENDS]
+    return {n: sum(int(s[n]["scur"] or 0) for s in per_backend) for n in nodes}
+
+
 def set_var(node, name, value):
     """Set process-wide variable NAME (proc.*) to integer VALUE on NODE, and check it took."""
     # `set var` on the CLI is experimental in HAProxy 2.6: enable that for this command only.

@@ -117,7 +117,7 @@ def serve_every_web_node():
     nodes = [containers.node_of(c) for c in containers.find(role="web")]
     for lb in containers.find(role="lb"):
         for node in nodes:
-            haproxy.runtime(containers.node_of(lb), f"set server web/{node} state ready")
+            haproxy.set_web_state(containers.node_of(lb), node, "ready")
 
 
 def _failure(what, items, hint=None):

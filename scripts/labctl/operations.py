@@ -34,7 +34,7 @@ def scale(n):
         lifecycle.wait_healthy(add)
         for lb in _lbs():
             for node in add:  # a node drained by an earlier scale-down is in maintenance
-                haproxy.runtime(lb, f"set server web/{node} state ready")
+                haproxy.set_web_state(lb, node, "ready")
         _wait_lb_state(add, "UP")
         progress.ok(f"{', '.join(add)} serving")
 
@@ -43,14 +43,14 @@ def scale(n):
         progress.step(f"draining {', '.join(remove)}")
         for lb in _lbs():
             for node in remove:
-                haproxy.runtime(lb, f"set server web/{node} state drain")
+                haproxy.set_web_state(lb, node, "drain")
         try:
             progress.wait_until(lambda: _idle(remove), 15, interval_s=0.5)
         except progress.Timeout:
             progress.step("sticky clients still use them; moving them to other nodes")
         for lb in _lbs():
             for node in remove:
-                haproxy.runtime(lb, f"set server web/{node} state maint")
+                haproxy.set_web_state(lb, node, "maint")
         _wait_lb_state(remove, "MAINT")
         # gunicorn finishes the requests in flight on SIGTERM.
         compose.run("stop", "-t", "20", *remove)
@@ -60,8 +60,7 @@ def scale(n):
 
 
 def _idle(nodes):
-    busy = {f"{lb}/{n}": s[n]["scur"] for lb in _lbs() for s in [haproxy.servers(lb, "web")]
-            for n in nodes if s[n]["scur"] not in ("", "0")}
+    busy = {f"{lb}/{n}": count for lb in _lbs() for n, count in haproxy.web_sessions(lb, nodes).items() if count}
     return not busy, busy
 
 

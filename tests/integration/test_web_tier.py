@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from labctl import containers, dbnodes, lifecycle, progress, topology
+from labctl import containers, dbnodes, haproxy, lifecycle, progress, topology
+from labctl.chaos.nemesis import Nemesis
 from labctl import secrets as lab_secrets
 from labtest import Client
 from unit.bad_input import CASES
@@ -99,6 +100,62 @@ def test_a_user_stays_on_one_node_and_keeps_session_and_cart_when_it_dies(lab, c
         # Still logged in, on the new node, and it sticks there.
         assert client.post("/cart/items", json={"product_id": 4, "qty": 1}).status_code == 200
         assert cart_items(client) == ([(3, 2), (4, 1)], now_on)
+
+
+@contextlib.contextmanager
+def cut_from_db_vip(*nodes):
+    """Drop all traffic between NODES and the db VIP for the block; heal whatever happens."""
+    nemesis = Nemesis(log=lambda _line: None)
+    try:
+        for node in nodes:
+            nemesis.partition(node, [topology.VIPS["dblb"]])
+        yield
+    finally:
+        for fault in nemesis.faults:
+            fault.heal()
+
+
+def web_lb_states(backend, nodes):
+    """{lb/node: status} of NODES in BACKEND on both web LBs."""
+    return {f"{lb}/{n}": haproxy.servers(lb, backend)[n]["status"] for lb in topology.LB_PAIRS["lb"] for n in nodes}
+
+
+def wait_web_lb_state(backend, nodes, wanted, timeout_s=15):
+    """Wait (bounded) until both web LBs report each of NODES in BACKEND as WANTED (UP, DOWN)."""
+    progress.wait_until(lambda: (lambda states: (all(v == wanted for v in states.values()), states))(
+        web_lb_states(backend, nodes)), timeout_s, interval_s=0.25)
+
+
+def test_a_node_cut_off_from_the_database_leaves_the_rotation_and_its_user_keeps_the_session(lab, client):
+    new_user(client)
+    assert client.post("/cart/items", json={"product_id": 2, "qty": 1}).status_code == 200
+    node = cart_items(client)[1]
+    with cut_from_db_vip(node):
+        # Out of the readiness rotation within the app's grace and two checks; alive all along.
+        wait_web_lb_state("web", [node], "DOWN", timeout_s=10)
+        assert set(web_lb_states("web_degraded", [node]).values()) == {"UP"}
+        items, now_on = cart_items(client)
+        assert now_on != node and items == [(2, 1)]
+        assert client.post("/cart/items", json={"product_id": 5, "qty": 1}).status_code == 200
+    # Back in the rotation once it reaches the database again.
+    wait_web_lb_state("web", [node], "UP", timeout_s=15)
+    assert cart_items(client)[0] == [(2, 1), (5, 1)]
+
+
+def test_with_no_node_reaching_the_database_cached_pages_serve_and_the_rest_is_a_clear_503(lab, client):
+    nodes = sorted(web_nodes())
+    read_on_every_node("/products/6", lambda r: None)   # product 6 is in the cache
+    with cut_from_db_vip(*nodes):
+        wait_web_lb_state("web", nodes, "DOWN", timeout_s=10)
+        # The nodes checked for liveness take over: the cached page is served...
+        r = client.get("/products/6")
+        assert r.status_code == 200 and r.headers["X-Cache"] == "hit", (r.status_code, r.text[:200])
+        # ...and a page that needs the database is the app's 503, which says when to come back.
+        r = client.get("/")
+        assert r.status_code == 503 and r.headers["Retry-After"] == "2", (r.status_code, r.text[:200])
+        assert r.headers["X-Served-By"] in nodes and "database is unavailable" in r.json()["error"]
+    wait_web_lb_state("web", nodes, "UP", timeout_s=15)
+    assert client.get("/").status_code == 200
 
 
 def read_on_every_node(path, check, attempts=60):

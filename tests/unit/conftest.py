@@ -47,6 +47,8 @@ def app_config(stack):
         "SESSION_PURGE_PROBABILITY": 0.0,
         # No replaying thread per test app: the tests replay the log themselves (cache.Replayer).
         "CACHE_REPLAY_S": 0,
+        # Nor a db reach probe: the LBs' check probes when asked (labapp.reach).
+        "DB_REACH_EVERY_S": 0,
     }
 
 

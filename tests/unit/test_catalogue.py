@@ -177,4 +177,4 @@ def test_every_web_process_replays_the_log_by_itself(make_app):
             assert time.monotonic() < deadline, "the replaying thread did not deliver the tombstone within 3 s"
             time.sleep(0.1)
     finally:
-        app.extensions["lab_replayer"].stopping.set()
+        app.extensions["cache-replay"].stopping.set()

@@ -48,6 +48,33 @@ def test_readyz_stays_ready_without_the_read_path_and_cache(make_app):
     assert r.get_json()["read_path"] != "ok" and list(r.get_json()["cache"].values()) != ["ok"]
 
 
+@pytest.mark.parametrize("closed,status", [
+    pytest.param((), 200, id="both-ports"),
+    pytest.param(("DB_WRITE_PORT",), 200, id="read-port-only-during-a-writer-failover"),
+    pytest.param(("DB_READ_PORT",), 200, id="write-port-only"),
+    pytest.param(("DB_WRITE_PORT", "DB_READ_PORT"), 503, id="cut-off"),
+])
+def test_the_lbs_check_is_ready_while_either_database_port_answers(make_app, closed, status):
+    r = make_app(**{port: closed_port() for port in closed}).test_client().get("/readyz?for=lb")
+    assert r.status_code == status and r.get_json() == {"node": "unit", "ready": status == 200}
+
+
+def test_the_lbs_check_answers_from_the_last_probe_and_gives_a_grace(make_app):
+    """The process's probe runs beside the requests: a check never waits for the database."""
+    app = make_app(DB_WRITE_PORT=closed_port(), DB_READ_PORT=closed_port(),
+                   DB_REACH_EVERY_S=0.05, DB_REACH_GRACE_S=0.5)
+    c = app.test_client()
+    start = time.monotonic()
+    assert c.get("/readyz?for=lb").status_code == 200, "a process just started is given the grace"
+    assert time.monotonic() - start < 0.2
+    deadline = time.monotonic() + 5
+    while c.get("/readyz?for=lb").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert c.get("/readyz?for=lb").status_code == 503
+    assert time.monotonic() - start >= 0.5, "unready before the grace ran out"
+    app.extensions["db-reach"].stopping.set()
+
+
 @pytest.mark.parametrize("method,path,body", [
     pytest.param("GET", "/", None, id="home"),
     pytest.param("POST", "/register", {"username": "alice", "password": "a good password"}, id="register"),

@@ -17,16 +17,27 @@ whatever happened in between. All faults act through the Docker API:
                         receives from them, not both
   lossy / rejoin        lose a share of the packets between a node and some
                         peers, at random (iptables' statistic match)
+  fill_disk / free      fill the filesystem under a node's directory (a small
+                        volume, as a disk that runs full)
   slow / fast           add latency to a node's network: netem where the
                         kernel has it, else a delay in the db LBs' read path
   restart_lab           `make down && make up`
 """
+import ipaddress
 import subprocess
 
 import docker
 
 from labctl import containers, haproxy, lifecycle, settings
 from labctl.containers import addresses
+
+
+def peer_addresses(peer):
+    """The addresses of PEER: a lab node's (every network), or PEER itself if it is an address (a VIP)."""
+    try:
+        return [str(ipaddress.ip_address(peer))]
+    except ValueError:
+        return addresses(peer)
 
 
 def sidecar(node, cmd):
@@ -101,9 +112,9 @@ class Nemesis:
                 script.append(f"sleep {step:.3f}")
                 continue
             verb, peers = step
-            peer_addresses = [ip for p in peers for ip in addresses(p)]
-            script.append(" ".join(["lab-net", verb, *peer_addresses]))
-            joined += peer_addresses
+            found = [ip for p in peers for ip in peer_addresses(p)]
+            script.append(" ".join(["lab-net", verb, *found]))
+            joined += found
         sidecar(node, " && ".join(script))
 
         def rejoin():
@@ -136,6 +147,19 @@ class Nemesis:
             raise ValueError(f"a loss of {percent} % is not a lossy link")
         return self._in_namespace(f"lose {percent} % of the packets between {node} and {', '.join(peers)}",
                                   node, [(f"lossy {int(percent)}", peers)])
+
+    def fill_disk(self, node, directory):
+        """Fill the filesystem holding DIRECTORY in NODE (a file of zeros until ENOSPC); its heal deletes the file."""
+        filler = f"{directory}/lab-disk-filler"
+        code, out = containers.sh(containers.get(node), f"dd if=/dev/zero of={filler} bs=1M status=none 2>&1; "
+                                  f"test -f {filler} && df -k --output=avail {directory} | tail -n 1")
+        if code != 0 or not out.strip().splitlines()[-1:] or out.strip().splitlines()[-1].strip() != "0":
+            raise RuntimeError(f"filling {directory} on {node} left space free: {out.strip()}")
+
+        def free():
+            self.log(f"   nemesis: free {directory} on {node}")
+            containers.sh(containers.get(node), ["rm", "-f", filler])
+        return self._record(f"fill {node}'s {directory}", free)
 
     def cut_dns(self, node):
         """Leave Docker's embedded DNS unanswered in NODE's namespace (as when the engine's DNS hangs)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from labha import plan as ha_plan
 from labctl import haproxy, operations, progress, spike, topology
+from labctl.composegen import RELAY_DIR
 
 from . import targets
 from .targets import FIRST, REPLICA, SECOND, etcd_follower, etcd_leader, home_node, standby, vip_holder, writer
@@ -33,6 +34,9 @@ WRITER_FAILOVER = {"failure_span_s": 3.0}
 # Commits wait DEGRADE_S for a standby's acknowledgement once, then go on
 # asynchronous: no failover, a few seconds of slow or failed writes.
 ACK_WAIT = {"failure_span_s": 5.0}
+# A web node that cannot reach the db VIP answers 503 until the web LBs see
+# it unready: the app's grace (DB_REACH_GRACE_S, 2 s), then two checks.
+DB_UNREACHABLE = {"failure_span_s": 4.0}
 
 
 def _hold(seconds=HOLD_S):
@@ -183,6 +187,14 @@ def cut_web_node_from_memcached(nz, w):
     return _for_a_while(nz.partition(targets.editor_node(w), ["memcached1", "memcached2"]))
 
 
+def cut_web_node_from_db_vip(nz, w):
+    """A user's web node cannot reach the db VIP: it answers 503 until the web LBs take it out of the
+    rotation (its readiness check, labapp.reach), and its users move to other nodes with their sessions."""
+    node = home_node(w)
+    _for_a_while(nz.partition(node, [topology.VIPS["dblb"]]))
+    return {node}
+
+
 def partition_db_lbs(nz, w):
     """The two db LBs cannot see each other: both hold the db VIP."""
     first, second = topology.LB_PAIRS["dblb"]
@@ -251,6 +263,12 @@ def dns_outage_at_the_web_lbs(nz, w):
 def dns_outage_at_the_web_nodes(nz, w):
     """Docker's DNS stops answering every web node (they reach memcached by name)."""
     return _for_a_while(*[nz.cut_dns(node) for node in targets.web_nodes()])
+
+
+def fill_replica_relay_volume(nz, w):
+    """The read replica's relay logs have no room left: it stops receiving, lags, and the read port
+    stops using it; once space is freed it catches up (MariaDB looks again every 60 s)."""
+    return _for_a_while(nz.fill_disk(REPLICA, RELAY_DIR))
 
 
 def slow_slave(nz, w):
@@ -371,6 +389,8 @@ SCENARIOS = [
     Scenario("cut-web-node-from-memcached", cut_web_node_from_memcached,
              "the web node the admin edits products through cannot reach memcached1 nor memcached2 for 8 s",
              FREE),
+    Scenario("cut-web-node-from-db-vip", cut_web_node_from_db_vip,
+             "the web node a user is stuck to cannot reach the db VIP for 8 s", DB_UNREACHABLE),
     Scenario("partition-db-lbs", partition_db_lbs, "the two db LBs cannot see each other (both hold the db VIP)",
              VIP_MOVE),
     Scenario("partition-writer-from-etcd-majority", partition_writer_from_etcd_majority,
@@ -383,6 +403,8 @@ SCENARIOS = [
              "Docker's DNS does not answer lb1 and lb2 for 8 s", FREE),
     Scenario("dns-outage-at-the-web-nodes", dns_outage_at_the_web_nodes,
              "Docker's DNS does not answer the web nodes for 8 s (they reach memcached by name)", FREE),
+    Scenario("fill-replica-relay-volume", fill_replica_relay_volume,
+             f"fill {REPLICA}'s relay-log volume for 8 s (its disk runs full)", FREE),
     Scenario("slow-slave", slow_slave, "add 200 ms of latency to slave1's network", FREE),
     Scenario("kill-writer-then-active-dblb", kill_writer_then_active_dblb,
              "kill the writer; 1 s later, during its failover, kill the db LB holding the db VIP",
