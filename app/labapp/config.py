@@ -51,7 +51,7 @@ def load():
         # the grace (a node cut off from the db VIP leaves the rotation).
         # 0 probes on each check instead (tests).
         "DB_REACH_EVERY_S": float(env("DB_REACH_EVERY_S", "0.5")),
-        "DB_REACH_GRACE_S": float(env("DB_REACH_GRACE_S", "2.0")),
+        "DB_REACH_GRACE_S": float(env("DB_REACH_GRACE_S", "3.0")),
         "SESSION_COOKIE": env("SESSION_COOKIE", "lab_session"),
         "SESSION_TTL_S": int(env("SESSION_TTL_S", str(7 * 24 * 3600))),
         # Share of session writes that also delete expired rows: cleanup

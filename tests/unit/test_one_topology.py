@@ -18,7 +18,7 @@ import sys
 import pytest
 import yaml
 
-from labctl import composegen, operations, replication, settings, topology
+from labctl import composegen, haproxy, operations, replication, settings, topology
 from labctl.__main__ import _parser
 
 ROOT = settings.ROOT
@@ -114,7 +114,8 @@ def test_haproxy_balances_over_the_topology_s_nodes(monkeypatch):
     compose = compose_of()
     for lb in topology.LB_PAIRS["lb"]:
         got = servers(ROOT, "lb", compose["services"][lb]["environment"], monkeypatch)
-        assert got == {"web": [(n, False) for n in topology.WEB_NODES]}
+        # The ready nodes' backend, and the same nodes checked for life only (served when none is ready).
+        assert got == {b: [(n, False) for n in topology.WEB_NODES] for b in haproxy.WEB_BACKENDS}
     for dblb in topology.LB_PAIRS["dblb"]:
         got = servers(ROOT, "dblb", compose["services"][dblb]["environment"], monkeypatch)
         assert got["sources"] == [(n, False) for n in topology.SOURCES]
@@ -176,7 +177,7 @@ def test_a_ninth_web_node_is_one_line(tmp_path, monkeypatch):
     assert compose["services"]["web9"]["profiles"] == ["scale"]
     assert compose["services"]["web9"]["environment"]["LAB_NODE"] == "web9"
     assert servers(root, "lb", compose["services"]["lb1"]["environment"], monkeypatch) == {
-        "web": [(n, False) for n in nine]}
+        b: [(n, False) for n in nine] for b in haproxy.WEB_BACKENDS}
     assert said["web"] == nine
 
 

@@ -1,5 +1,6 @@
 """Health, readiness, metrics, failure answers and the HTML pages."""
 import re
+import socket
 import time
 
 import pytest
@@ -73,6 +74,21 @@ def test_the_lbs_check_answers_from_the_last_probe_and_gives_a_grace(make_app):
     assert c.get("/readyz?for=lb").status_code == 503
     assert time.monotonic() - start >= 0.5, "unready before the grace ran out"
     app.extensions["db-reach"].stopping.set()
+
+
+def test_a_hung_read_port_does_not_hold_back_the_write_ports_answer(make_app):
+    """A replica killed under the read port's connection hangs its probe; the write port still answers."""
+    with socket.socket() as hung:     # accepts connections, never says a word: a server that hangs
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        app = make_app(DB_READ_PORT=hung.getsockname()[1], DB_REACH_EVERY_S=0.05, DB_REACH_GRACE_S=0.5,
+                       DB_CONNECT_TIMEOUT_S=5.0, DB_IO_TIMEOUT_S=5.0)
+        c = app.test_client()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:      # three graces long
+            assert c.get("/readyz?for=lb").status_code == 200
+            time.sleep(0.1)
+        app.extensions["db-reach"].stopping.set()
 
 
 @pytest.mark.parametrize("method,path,body", [

@@ -35,8 +35,8 @@ WRITER_FAILOVER = {"failure_span_s": 3.0}
 # asynchronous: no failover, a few seconds of slow or failed writes.
 ACK_WAIT = {"failure_span_s": 5.0}
 # A web node that cannot reach the db VIP answers 503 until the web LBs see
-# it unready: the app's grace (DB_REACH_GRACE_S, 2 s), then two checks.
-DB_UNREACHABLE = {"failure_span_s": 4.0}
+# it unready: the app's grace (DB_REACH_GRACE_S, 3 s), then two checks.
+DB_UNREACHABLE = {"failure_span_s": 5.0}
 
 
 def _hold(seconds=HOLD_S):
