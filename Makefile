@@ -47,9 +47,10 @@ ps: status ## the same as status
 lag: venv ## replication lag per link in ms, from heartbeats (WATCH=1 live, JSON=1)
 	@$(LAB) lag $(if $(WATCH),--watch) $(if $(JSON),--json)
 
-scale: venv ## run WEB=n web nodes (1-8); removed nodes are drained first
-	@test -n "$(WEB)" || { echo "usage: make scale WEB=<1-8>"; exit 2; }
-	@$(LAB) scale $(WEB)
+scale: venv ## run WEB=n web nodes (1-8) and/or WORKERS=n job workers (0-4); removed ones are drained first
+	@test -n "$(WEB)$(WORKERS)" || { echo "usage: make scale WEB=<1-8> and/or WORKERS=<0-4>"; exit 2; }
+	@$(if $(WEB),$(LAB) scale $(WEB))
+	@$(if $(WORKERS),$(LAB) scale-workers $(WORKERS))
 
 failback: venv ## send writes back to the usual writer (master1) once it has caught up
 	@$(LAB) failback

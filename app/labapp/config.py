@@ -77,4 +77,15 @@ def load():
         # 0 replays nothing. The bound on a stale read after a write whose
         # tombstone missed a cache node.
         "CACHE_REPLAY_S": float(env("CACHE_REPLAY_S", "0.5")),
+        # The job queue (labapp.jobs, labapp.worker): a worker polls an empty
+        # queue this often, holds a job under a lease this long (a dead
+        # worker's job is taken again once it ran out), and parks a job
+        # after this many attempts, retrying JOB_RETRY_S apart, doubling.
+        "JOB_POLL_S": float(env("JOB_POLL_S", "0.5")),
+        "JOB_LEASE_S": int(env("JOB_LEASE_S", "10")),
+        "JOB_MAX_ATTEMPTS": int(env("JOB_MAX_ATTEMPTS", "4")),
+        "JOB_RETRY_S": float(env("JOB_RETRY_S", "1")),
+        # An invoice's CPU: PBKDF2 rounds (a million is about 0.25 s of one
+        # core here; a worker has half a core).
+        "JOB_INVOICE_ROUNDS": int(env("JOB_INVOICE_ROUNDS", "400000")),
     }

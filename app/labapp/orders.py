@@ -3,7 +3,7 @@ import re
 
 from flask import Blueprint, abort, jsonify, render_template, request
 
-from . import auth, cart, db, sessions
+from . import auth, cart, db, jobs, sessions
 
 bp = Blueprint("orders", __name__)
 
@@ -56,6 +56,9 @@ def checkout():
         cur.executemany("INSERT INTO order_items (order_id, product_id, qty, unit_price_cents)"
                         " VALUES (%s, %s, %s, %s)",
                         [(order_id, pid, qty, prices[pid]) for pid, qty in sorted(lines.items())])
+        # The invoice is made off the request path, by a worker; its job
+        # commits with the order (labapp.jobs).
+        jobs.enqueue(cur, jobs.INVOICE, order_id)
         values["cart"] = {}
         return order_id
 
@@ -66,7 +69,8 @@ def checkout():
             raise
         # The same key from another session of this user committed first.
         order_id = db.run(lambda cur: _existing(cur, sessions.user()["id"], key), read_only=True)
-    return jsonify(order_id=order_id), 201
+    # The invoice is in work: the page polls the order until it is made.
+    return jsonify(order_id=order_id, invoice={"state": "queued", "poll": f"/orders/{order_id}"}), 201
 
 
 def _order(order_id, user_id):
@@ -79,6 +83,7 @@ def _order(order_id, user_id):
             cur.execute("SELECT product_id, qty, unit_price_cents FROM order_items"
                         " WHERE order_id = %s ORDER BY product_id", (order_id,))
             order["items"] = cur.fetchall()
+            order["invoice"] = jobs.status_of_order(cur, order_id)
         return order
     order = db.run(read, read_only=True)
     if order is not None:

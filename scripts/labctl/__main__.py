@@ -59,6 +59,9 @@ def _parser():
     scale = command("scale", lambda a: operations.scale(a.n),
                     f"run N web nodes (1-{len(topology.WEB_NODES)}); removed nodes are drained first")
     scale.add_argument("n", type=int)
+    scale_workers = command("scale-workers", lambda a: operations.scale_workers(a.n),
+                            f"run N job workers (0-{len(topology.WORKERS)}); removed ones finish their job first")
+    scale_workers.add_argument("n", type=int)
     command("failback", lambda a: operations.failback(),
             f"send writes back to {topology.USUAL_WRITER} once it has caught up")
     promote = command("promote", lambda a: operations.promote(a.node, a.force),

@@ -34,15 +34,24 @@ def _names(t):
     ]
 
 
-def _web_nodes(t):
+def _scaled(names, standard, anchor, role):
+    """Services NAMES of ANCHOR; those past the first STANDARD start only with `make scale` (profile "scale")."""
     lines = []
-    for i, node in enumerate(t.web_nodes):
-        lines += [f"  {node}:", "    <<: *web-node"]
-        if i >= t.standard_web_nodes:
+    for i, node in enumerate(names):
+        lines += [f"  {node}:", f"    <<: *{anchor}"]
+        if i >= standard:
             lines.append("    profiles: [scale]")
-        lines += [f"    labels: {{lab.role: web, lab.node: {node}}}",
+        lines += [f"    labels: {{lab.role: {role}, lab.node: {node}}}",
                   f"    environment: {{<<: *web-env, LAB_NODE: {node}}}", ""]
     return lines[:-1]
+
+
+def _web_nodes(t):
+    return _scaled(t.web_nodes, t.standard_web_nodes, "web-node", "web")
+
+
+def _workers(t):
+    return _scaled(t.workers, t.standard_workers, "worker-node", "worker")
 
 
 def _db_nodes(t):
@@ -89,7 +98,7 @@ def _volumes(t):
     return [f"  {node}-data:" for node in t.db_nodes + t.dcs_members]
 
 
-RENDERERS = {"names": _names, "web-nodes": _web_nodes, "dcs-members": _dcs_members, "db-nodes": _db_nodes,
+RENDERERS = {"names": _names, "web-nodes": _web_nodes, "workers": _workers, "dcs-members": _dcs_members, "db-nodes": _db_nodes,
              "volumes": _volumes}
 
 

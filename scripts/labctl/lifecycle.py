@@ -6,9 +6,9 @@ from . import (build, compose, composegen, containers, ha, haproxy, lag, progres
 
 
 def services():
-    """Return the nodes `make up` starts: compose's services but the extra web nodes."""
+    """Return the nodes `make up` starts: compose's services but the extra web nodes and workers."""
     out = compose.run("config", "--services", capture=True)
-    extra = topology.WEB_NODES[topology.LAB.standard_web_nodes:]
+    extra = topology.WEB_NODES[topology.LAB.standard_web_nodes:] + topology.WORKERS[topology.LAB.standard_workers:]
     return sorted(set(out.stdout.split()) - set(extra))
 
 

@@ -1,4 +1,4 @@
-"""Operator actions on a running lab: scale the web tier, move writes (failback, promote)."""
+"""Operator actions on a running lab: scale the web tier and the job workers, move writes (failback, promote)."""
 from . import compose, containers, ha, haproxy, lifecycle, progress, topology
 
 WEB_NODES = topology.WEB_NODES
@@ -20,18 +20,25 @@ def _wait_lb_state(nodes, wanted, timeout_s=30):
         "waiting for the LBs: " + ", ".join(f"{k} {v}" for k, v in sorted(p.items()))))
 
 
+def _plan(nodes, role, n, least, name):
+    """The first N of NODES should run, no other node of ROLE: return (to add, to remove)."""
+    if not least <= n <= len(nodes):
+        raise SystemExit(f"❌ {name} must be between {least} and {len(nodes)}")
+    running = {containers.node_of(c) for c in containers.find(role=role)}
+    return [w for w in nodes[:n] if w not in running], [w for w in nodes[n:] if w in running]
+
+
+def _start(nodes):
+    progress.step(f"starting {', '.join(nodes)}")
+    compose.run("--profile", "scale", "up", "-d", "--no-deps", *nodes)
+    lifecycle.wait_healthy(nodes)
+
+
 def scale(n):
     """Run web1..webN and no other web node; new nodes get traffic, removed ones are drained first."""
-    if not 1 <= n <= len(WEB_NODES):
-        raise SystemExit(f"❌ WEB must be between 1 and {len(WEB_NODES)}")
-    running = {containers.node_of(c) for c in containers.find(role="web")}
-    add = [w for w in WEB_NODES[:n] if w not in running]
-    remove = [w for w in WEB_NODES[n:] if w in running]
-
+    add, remove = _plan(WEB_NODES, "web", n, 1, "WEB")
     if add:
-        progress.step(f"starting {', '.join(add)}")
-        compose.run("--profile", "scale", "up", "-d", "--no-deps", *add)
-        lifecycle.wait_healthy(add)
+        _start(add)
         for lb in _lbs():
             for node in add:  # a node drained by an earlier scale-down is in maintenance
                 haproxy.set_web_state(lb, node, "ready")
@@ -57,6 +64,24 @@ def scale(n):
         compose.run("rm", "-f", *remove)
         progress.ok(f"removed {', '.join(remove)}")
     progress.ok(f"web tier: {', '.join(WEB_NODES[:n])}")
+
+
+def scale_workers(n):
+    """Run worker1..N and no other job worker (0 stops them all: jobs wait in the queue).
+
+    A removed worker gets SIGTERM and finishes the job in hand; one that
+    does not within the grace is killed, and its job is taken again once
+    its lease runs out (labapp.jobs).
+    """
+    workers = topology.WORKERS
+    add, remove = _plan(workers, "worker", n, 0, "WORKERS")
+    if add:
+        _start(add)
+    if remove:
+        progress.step(f"stopping {', '.join(remove)} (each finishes its job first)")
+        compose.run("stop", "-t", "20", *remove)
+        compose.run("rm", "-f", *remove)
+    progress.ok(f"job workers: {', '.join(workers[:n]) or 'none (jobs wait in the queue)'}")
 
 
 def _idle(nodes):

@@ -1,4 +1,4 @@
-"""`make status`: per node role and health, VIP holders, the writer, etcd and the HA loops, replication links.
+"""`make status`: per node role and health, VIP holders, the writer, etcd and the HA loops, replication links, the job queue.
 
 `collect()` gathers the state once (as plain data, for `--json`); `show()`
 prints it. The live queries themselves (who holds a VIP, who takes writes)
@@ -6,7 +6,7 @@ live in labctl/topology.py.
 """
 import json
 
-from . import containers, ha, replication, settings, topology
+from . import containers, dbnodes, ha, replication, settings, topology
 
 
 def _write_path():
@@ -20,6 +20,24 @@ def _write_path():
     return {"leader": c["leader"], "term": c["token"], "in_sync": sync.get("standby") if sync.get("token") == c["token"] else None,
             "deposed": c["deposed"], "quarantine": c["quarantine"], "error": error,
             "nodes": {n: {"state": m.get("state"), "reason": m.get("reason")} for n, m in c["members"].items()}}
+
+
+def _jobs(writers):
+    """The job queue as the writer holds it: jobs per state, the oldest waiting job's age, the parked jobs."""
+    out = {"workers": sorted(containers.node_of(c) for c in containers.find(role="worker")), "error": ""}
+    if len(writers) != 1:
+        return {**out, "error": "no single writer to ask"}
+    try:
+        counts = {r["state"]: int(r["n"]) for r in dbnodes.query(
+            writers[0], "SELECT state, COUNT(*) AS n FROM lab.jobs GROUP BY state")}
+        age = dbnodes.value(writers[0], "SELECT ROUND(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(6)) / 1e6, 1)"
+                                        " FROM lab.jobs WHERE state IN ('queued', 'running')")
+        parked = dbnodes.query(writers[0], "SELECT id, kind, order_id, attempts, last_error FROM lab.jobs"
+                                           " WHERE state = 'parked' ORDER BY id DESC LIMIT 10")
+    except dbnodes.DbError as exc:
+        return {**out, "error": str(exc)}
+    return {**out, "counts": {s: counts.get(s, 0) for s in ("queued", "running", "done", "parked")},
+            "oldest_waiting_s": None if age is None else float(age), "parked": parked}
 
 
 def collect():
@@ -41,7 +59,7 @@ def collect():
                and len(writers) == 1 and all(link["state"] == "running" for link in links)
                and all(m["healthy"] for m in etcd) and not write_path["quarantine"])
     return {"healthy": healthy, "nodes": nodes, "vips": vips, "writers": writers, "etcd": etcd,
-            "write_path": write_path, "links": links}
+            "write_path": write_path, "links": links, "jobs": _jobs(writers)}
 
 
 def show(as_json=False):
@@ -77,6 +95,19 @@ def show(as_json=False):
     for link in state["links"]:
         print(f"{link['source'] + ' -> ' + link['replica']:<20} {link['state']:<11} {link['io']:<10} "
               f"{link['sql']:<4} {link['seconds_behind'] or '-':<9} {link['last_error'][:60]}")
+    print()
+    jobs = state["jobs"]
+    if jobs["error"]:
+        print(f"{'jobs':<8} unknown: {jobs['error'][:100]}")
+    else:
+        c = jobs["counts"]
+        age = jobs["oldest_waiting_s"]
+        print(f"{'jobs':<8} {c['queued']} queued, {c['running']} running, {c['done']} done, {c['parked']} parked"
+              + (f"; oldest waiting {age:.1f} s" if age is not None else "")
+              + f"; workers: {', '.join(jobs['workers']) or 'none (make scale WORKERS=n)'}")
+        for job in jobs["parked"]:
+            print(f"{'':<8} ❌ parked job {job['id']} ({job['kind']} of order {job['order_id']}, "
+                  f"{job['attempts']} attempts): {(job['last_error'] or '')[:80]}")
     print()
     print(f"site: http://127.0.0.1:{settings.HTTP_PORT}/ and https://127.0.0.1:{settings.HTTPS_PORT}/ "
           f"(lab CA: .secrets/tls/ca.crt)")

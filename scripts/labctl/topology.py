@@ -34,6 +34,11 @@ STANDARD_WEB_NODES = 3
 SOURCES = ("master1", "master2")
 REPLICAS = ("slave1",)
 
+# The job queue's workers (app/labapp/worker.py): worker1..N, the first
+# STANDARD_WORKERS after `make up`, the rest with `make scale WORKERS=n`.
+WORKER_COUNT = 4
+STANDARD_WORKERS = 2
+
 MEMCACHED_NODES = ("memcached1", "memcached2")
 # The consensus store of the write path: three etcd members (a majority
 # survives one lost), holding each DB cluster's leader key (mysql/ha/).
@@ -49,6 +54,8 @@ class Topology:
     """The lab's shape; `LAB` below is the one the lab runs (tests render others)."""
     web_node_count: int = WEB_NODE_COUNT
     standard_web_nodes: int = STANDARD_WEB_NODES
+    worker_count: int = WORKER_COUNT
+    standard_workers: int = STANDARD_WORKERS
     sources: tuple = SOURCES
     replicas: tuple = REPLICAS
     dcs_members: tuple = DCS_MEMBERS
@@ -59,6 +66,11 @@ class Topology:
     def web_nodes(self):
         """Every web node the LBs know, in order: web1..webN."""
         return tuple(f"web{i}" for i in range(1, self.web_node_count + 1))
+
+    @property
+    def workers(self):
+        """Every job worker, in order: worker1..N."""
+        return tuple(f"worker{i}" for i in range(1, self.worker_count + 1))
 
     @property
     def db_nodes(self):
@@ -109,6 +121,7 @@ class Topology:
 
 LAB = Topology()
 WEB_NODES = LAB.web_nodes
+WORKERS = LAB.workers
 DB_NODES = LAB.db_nodes
 USUAL_WRITER = LAB.usual_writer
 REPLICATION_LINKS = LAB.replication_links

@@ -86,6 +86,11 @@ def snapshot(orders=None):
         "target": {1: 10, 2: 10},
         "positions": {node: {1: 10, 2: 10} for node in DB_NODES},
         "reached": {node: True for node in DB_NODES},
+        # Every order invoiced once, for its total; the job queue drained.
+        "invoices": {node: {oid: {"order_total": 1000, "invoiced": 1000, "attempt": 1} for oid in orders}
+                     for node in DB_NODES},
+        "orphan_invoices": {node: [] for node in DB_NODES},
+        "queue": {"drained": True, "left": {}, "parked": []},
     }
 
 
@@ -230,6 +235,27 @@ def sessions_differ(snap):
 
 def sessions_not_checksummed(snap):
     del snap["checksums"]["master2"]["sessions"]
+
+
+def invoice_missing(snap):
+    snap["invoices"]["slave1"][101]["invoiced"] = None
+
+
+def invoice_of_another_total(snap):
+    snap["invoices"]["master2"][101]["invoiced"] = 999
+
+
+def invoice_without_its_order(snap):
+    snap["orphan_invoices"]["master1"] = [555]
+
+
+def job_parked(snap):
+    snap["queue"]["parked"] = [{"id": 9, "kind": "invoice", "order_id": 101, "attempts": 4,
+                                "last_error": "its worker was lost on attempt 4"}]
+
+
+def queue_not_drained(snap):
+    snap["queue"].update(drained=False, left={"queued": 3})
 
 
 def unreadable_final_cart():
@@ -380,6 +406,16 @@ ANOMALIES = [
                  ["table sessions differs", "'slave1': '999'"], id="sessions-checksum-differs"),
     pytest.param(with_snapshot(sessions_not_checksummed), "nodes_converged",
                  ["table sessions was not checksummed on master2"], id="sessions-not-checksummed"),
+    pytest.param(with_snapshot(invoice_missing), "orders_invoiced_once", ["order 101 has no invoice on slave1"],
+                 id="order-without-an-invoice"),
+    pytest.param(with_snapshot(invoice_of_another_total), "orders_invoiced_once",
+                 ["order 101's invoice on master2 is for 999 cents, the order for 1000"], id="invoice-of-another-total"),
+    pytest.param(with_snapshot(invoice_without_its_order), "orders_invoiced_once",
+                 ["invoice for order 555 on master1, which holds no such order"], id="invoice-without-its-order"),
+    pytest.param(with_snapshot(job_parked), "orders_invoiced_once",
+                 ["job 9 (invoice of order 101) was parked after 4 attempts", "worker was lost"], id="job-parked"),
+    pytest.param(with_snapshot(queue_not_drained), "orders_invoiced_once",
+                 ["the job queue did not drain", "'queued': 3"], id="queue-not-drained"),
     pytest.param(logged_out, "sessions_survive", ["u-0 was logged out", "cart at t=23.00s"], id="logged-out"),
     pytest.param(moved_to_another_node, "users_stay_on_their_node",
                  ["u-0 was on web1", "view at t=24.00s", "web2"], id="moved-to-another-node"),

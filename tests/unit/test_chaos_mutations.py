@@ -113,6 +113,11 @@ CHECKER_MUTATIONS = [
     ("staleness-counted-from-the-newest-change",
      "stale_s = op.start - min(newer)", "stale_s = op.start - max(newer)"),
     ("a-looser-freshness-bound", "FRESHNESS_S = 2.0", "FRESHNESS_S = 5.0"),
+    ("an-undrained-job-queue-is-fine", 'if not queue["drained"]:', "if False:"),
+    ("parked-jobs-ignored", 'for job in queue["parked"]:', "for job in ():"),
+    ("an-order-without-an-invoice-is-fine", 'if inv is None or inv["invoiced"] is None:', "if False:"),
+    ("invoice-totals-not-compared", 'elif inv["invoiced"] != inv["order_total"]:', "elif False:"),
+    ("orphan-invoices-ignored", 'for oid in snap["orphan_invoices"].get(node, []):', "for oid in ():"),
     ("logouts-ignored",
      "out = next((op for op in after if op.status == 401), None)", "out = None"),
 ]

@@ -134,6 +134,8 @@ class Database:
             "orders": self.rows("SELECT * FROM orders ORDER BY id"),
             "order_items": self.rows("SELECT * FROM order_items ORDER BY order_id, product_id"),
             "sessions": self.rows("SELECT id, data FROM sessions ORDER BY id"),
+            "jobs": self.rows("SELECT * FROM jobs ORDER BY id"),
+            "invoices": self.rows("SELECT * FROM invoices ORDER BY order_id"),
         }
 
     def close(self):
@@ -149,9 +151,9 @@ def cache_client(stack, name):
 
 
 def reset(stack, pristine_products):
-    """Leave no users but the admin, no sessions or orders, the seeded catalogue, empty caches."""
+    """Leave no users but the admin, no sessions, orders or jobs, the seeded catalogue, empty caches."""
     db = Database(stack["primary"].port)
-    for sql in ("DELETE FROM order_items", "DELETE FROM orders", "DELETE FROM sessions",
+    for sql in ("DELETE FROM invoices", "DELETE FROM jobs", "DELETE FROM order_items", "DELETE FROM orders", "DELETE FROM sessions",
                 "DELETE FROM users WHERE id <> 1", "DELETE FROM cache_invalidations"):
         db.rows(sql)
     columns = list(pristine_products[0])

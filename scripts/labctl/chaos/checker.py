@@ -19,7 +19,11 @@ API
                        "orders": {node: {order_id: {"user_id", "username", "key", "items": {pid: qty}}}},
                        "checksums": {node: {table: checksum}}, for every table of CHECKSUM_TABLES,
                        "target": {gtid domain: seq}, "positions": {node: {domain: seq}},
-                       "reached": {node: bool}, "read_at": unix time}
+                       "reached": {node: bool}, "read_at": unix time,
+                       "invoices": {node: {order_id: {"order_total", "invoiced" (None: no invoice),
+                                    "attempt"}}} for every order of the users,
+                       "orphan_invoices": {node: [order ids of invoices without an order]},
+                       "queue": {"drained": bool, "parked": [job rows], "left": {state: n}}}
     fault_start, fault_end   workload clock (seconds), like Op.start
     killed_web_nodes         web nodes the fault killed: their users may move to another node
     writer_samples  [{"t": workload clock, "writable": [nodes with read_only off and a valid lease],
@@ -73,6 +77,8 @@ API
     within_availability_budget           no measured figure over its budget (+budget, +measured)
     catalogue_reads_fresh                no product view shows a version older than one acknowledged
                                          freshness_s before it started (+judged, +max_stale_s, +bound)
+    orders_invoiced_once                 the job queue drained; every order has one invoice of its total on
+                                         every node, none without an order, no job parked (+invoiced)
   Counts: operations, failed_requests, client_errors, indeterminate, acknowledged_writes,
   acknowledged_orders, lost_writes (acknowledged orders missing + cart anomalies),
   duplicate_writes (unrequested + duplicate orders), unverifiable_carts, unverifiable_orders,
@@ -126,7 +132,8 @@ from labctl import topology
 
 DB_NODES = topology.DB_NODES
 # Every table the workload writes; carts live in `sessions`.
-CHECKSUM_TABLES = ("users", "products", "orders", "order_items", "sessions", "cache_invalidations")
+CHECKSUM_TABLES = ("users", "products", "orders", "order_items", "sessions", "cache_invalidations", "jobs",
+                   "invoices")
 MAX_STATES = 512
 MAX_QTY, MAX_LINES = 99, 50          # the app's cart limits (app/labapp/cart.py)
 WRITES = ("add", "remove", "checkout")
@@ -975,6 +982,37 @@ def catalogue_reads_fresh(run):
     return found(_by_time(errors), judged=judged, max_stale_s=round(max_stale, 3), bound=run.freshness_s)
 
 
+def orders_invoiced_once(run):
+    """Check that the queue drained and that every order got exactly one invoice, of its total, on every node.
+
+    Every checkout queues an invoice job with its order (app/labapp/jobs.py);
+    a worker killed or frozen mid-job must cost a retry, never a lost or a
+    second invoice, and no job may end parked.
+    """
+    snap, errors = run.snapshot, []
+    queue = snap["queue"]
+    if not queue["drained"]:
+        errors.append(f"the job queue did not drain: {queue['left']} left")
+    for job in queue["parked"]:
+        errors.append(f"job {job['id']} ({job['kind']} of order {job['order_id']}) was parked after "
+                      f"{job['attempts']} attempts: {job['last_error']}")
+    invoiced = 0
+    for node in DB_NODES:
+        invoices = snap["invoices"].get(node, {})
+        for oid in sorted(set(snap["orders"].get(node, {})) | set(invoices)):
+            inv = invoices.get(oid)
+            if inv is None or inv["invoiced"] is None:
+                errors.append(f"order {oid} has no invoice on {node}")
+            elif inv["invoiced"] != inv["order_total"]:
+                errors.append(f"order {oid}'s invoice on {node} is for {inv['invoiced']} cents, "
+                              f"the order for {inv['order_total']}")
+            else:
+                invoiced += node == DB_NODES[0]
+        for oid in snap["orphan_invoices"].get(node, []):
+            errors.append(f"invoice for order {oid} on {node}, which holds no such order")
+    return found(errors, invoiced=invoiced)
+
+
 CHECKS = (
     acknowledged_orders_present,
     orders_hold_their_cart,
@@ -994,6 +1032,7 @@ CHECKS = (
     few_writes_in_doubt,
     within_availability_budget,
     catalogue_reads_fresh,
+    orders_invoiced_once,
 )
 
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from labha import plan as ha_plan
-from labctl import haproxy, operations, progress, spike, topology
+from labctl import dbnodes, haproxy, operations, progress, spike, topology
 from labctl.composegen import RELAY_DIR
 
 from . import targets
@@ -300,6 +300,43 @@ def kill_web_vip_holder_then_sticky_node(nz, w):
     return {node}
 
 
+# ---- the job queue --------------------------------------------------------------------------
+
+JOB_LEASE_S = 10      # the workers' lease on a job (JOB_LEASE_S, app/labapp/config.py)
+CATCH_TRIES = 10
+
+
+def _a_worker_frozen_holding_a_job(nz):
+    """Freeze a worker that holds a job; return (worker, job, its pause). Jobs are short, so: catch,
+    freeze, look again (a worker that finished meanwhile is thawed and another tried)."""
+    for _ in range(CATCH_TRIES):
+        worker, job = targets.busy_worker()
+        frozen = nz.pause(worker)
+        if targets.job_held_by(worker, job):
+            return worker, job, frozen
+        frozen.heal()
+    raise LookupError(f"no worker was caught holding a job in {CATCH_TRIES} tries (are orders being placed?)")
+
+
+def kill_worker_mid_job(nz, w):
+    """Kill a worker mid-job; another must do its job once the lease runs out (one invoice, a later attempt)."""
+    worker, job, _frozen = _a_worker_frozen_holding_a_job(nz)
+    killed = nz.kill(worker)
+
+    def redone():
+        rows = dbnodes.query(targets.writer(), "SELECT j.state, i.made_by, i.attempt FROM lab.jobs j"
+                                               " LEFT JOIN lab.invoices i ON i.order_id = j.order_id"
+                                               f" WHERE j.id = {int(job['id'])}")
+        return bool(rows) and rows[0]["state"] == "done", rows
+
+    [row] = progress.wait_until(redone, JOB_LEASE_S + 10, interval_s=0.2)
+    if row["made_by"] == worker or int(row["attempt"]) <= int(job["attempts"]):
+        raise AssertionError(f"job {job['id']}, killed on attempt {job['attempts']} in {worker}, "
+                             f"was finished by {row['made_by']} on attempt {row['attempt']}")
+    killed.heal()
+    return set()
+
+
 # ---- load and the whole lab ----------------------------------------------------------------
 
 def load_spike(nz, w):
@@ -413,6 +450,8 @@ SCENARIOS = [
     Scenario("kill-web-vip-holder-then-sticky-node", kill_web_vip_holder_then_sticky_node,
              "kill the LB holding the web VIP; 1 s later, while the VIP moves, kill a user's web node",
              {"failure_span_s": 3.0}),
+    Scenario("kill-worker-mid-job", kill_worker_mid_job,
+             "freeze a job worker holding a job, kill it; another does the job once its lease runs out", FREE),
     Scenario("load-spike", load_spike, "32 cookie-less visitors for 8 s, no fault: no failover", FREE),
     Scenario("restart-lab", restart_lab, "restart the whole lab (make down && make up)", {"failure_span_s": 120.0}),
 ]

@@ -70,6 +70,41 @@ def _orders(node, names):
     } for r in rows}
 
 
+def _invoices(node, names):
+    """Return {order id: {"order_total", "invoiced", "attempt"}} of the users NAMES' orders on NODE."""
+    rows = dbnodes.query(node, f"""
+        SELECT o.id, o.total_cents, i.total_cents AS invoiced, i.attempt
+        FROM lab.orders o JOIN lab.users u ON u.id = o.user_id LEFT JOIN lab.invoices i ON i.order_id = o.id
+        WHERE u.username IN ({names})""")
+    return {int(r["id"]): {"order_total": int(r["total_cents"]),
+                           "invoiced": None if r["invoiced"] is None else int(r["invoiced"]),
+                           "attempt": None if r["attempt"] is None else int(r["attempt"])} for r in rows}
+
+
+def _orphan_invoices(node):
+    rows = dbnodes.query(node, "SELECT i.order_id FROM lab.invoices i LEFT JOIN lab.orders o ON o.id = i.order_id"
+                               " WHERE o.id IS NULL")
+    return [int(r["order_id"]) for r in rows]
+
+
+def _queue_drained(timeout_s):
+    """Wait (bounded) until the writer's job queue holds nothing queued or running; return what is left."""
+    def drained():
+        left = {r["state"]: int(r["n"]) for r in dbnodes.query(
+            topology.USUAL_WRITER, "SELECT state, COUNT(*) AS n FROM lab.jobs"
+                                   " WHERE state IN ('queued', 'running') GROUP BY state")}
+        return not left, left
+
+    try:
+        progress.wait_until(drained, timeout_s, interval_s=0.2)
+        left = {}
+    except progress.Timeout as exc:
+        left = exc.detail
+    parked = dbnodes.query(topology.USUAL_WRITER, "SELECT id, kind, order_id, attempts, last_error FROM lab.jobs"
+                                                  " WHERE state = 'parked'")
+    return {"drained": not left, "left": left, "parked": parked}
+
+
 def _checksums(node):
     """Return {table: checksum} of every table in CHECKSUM_TABLES on NODE."""
     rows = dbnodes.query(node, "CHECKSUM TABLE " + ", ".join(f"lab.{t}" for t in CHECKSUM_TABLES) + " EXTENDED")
@@ -96,11 +131,16 @@ def _checksums_agreeing(timeout_s=10):
 
 def read_db(usernames, timeout_s=60):
     """Snapshot what the DB nodes hold for USERNAMES, after waiting (bounded) for convergence."""
+    # The workers finish the jobs of the run first: convergence then covers their writes too.
+    queue = _queue_drained(timeout_s)
     target, positions, reached = _wait_for_convergence(timeout_s)
     names = ",".join(f"'{n}'" for n in usernames)
     user_ids = {r["username"]: int(r["id"]) for r in
                 dbnodes.query(topology.USUAL_WRITER, f"SELECT id, username FROM lab.users WHERE username IN ({names})")}
     return {"user_ids": user_ids,
             "orders": {node: _orders(node, names) for node in DB_NODES},
+            "invoices": {node: _invoices(node, names) for node in DB_NODES},
+            "orphan_invoices": {node: _orphan_invoices(node) for node in DB_NODES},
+            "queue": queue,
             "checksums": _checksums_agreeing(),
             "target": target, "positions": positions, "reached": reached, "read_at": time.time()}

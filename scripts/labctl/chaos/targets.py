@@ -4,7 +4,7 @@ Named apart from the faults (chaos.nemesis) so that a scenario reads as
 "kill the writer", and so that the console and the tests ask the same
 questions the same way.
 """
-from labctl import containers, ha, topology
+from labctl import containers, dbnodes, ha, progress, topology
 
 # The lab's sources (masters) and its read replica, from its topology.
 FIRST, SECOND = topology.SOURCES
@@ -63,3 +63,24 @@ def web_nodes():
 def everyone_but(*nodes):
     """Every node of the lab (its running containers) but NODES."""
     return [containers.node_of(c) for c in containers.find() if containers.node_of(c) not in nodes]
+
+
+def _leases(sql_filter):
+    """The writer's jobs under a live lease that match SQL_FILTER: [{"id", "lease_owner", "attempts"}]."""
+    return dbnodes.query(writer(), "SELECT id, lease_owner, attempts FROM lab.jobs WHERE state = 'running'"
+                                   f" AND lease_until > NOW(6) AND {sql_filter} ORDER BY id")
+
+
+def busy_worker(timeout_s=10):
+    """A job worker holding a job now, and the job: (worker, {"id", "lease_owner", "attempts"})."""
+    def holding():
+        rows = _leases("TRUE")
+        return bool(rows), rows
+    [job, *_] = progress.wait_until(holding, timeout_s, interval_s=0.05)
+    return job["lease_owner"], job
+
+
+def job_held_by(worker, job):
+    """True if WORKER still holds JOB (the same attempt, under a live lease)."""
+    return bool(_leases(f"id = {int(job['id'])} AND attempts = {int(job['attempts'])}"
+                        f" AND lease_owner = '{worker}'"))
