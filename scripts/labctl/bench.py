@@ -13,6 +13,8 @@ Every figure is a distribution or a ratio measured here and now:
   cross_check      the lab's load generator against `hey` on the same route
   calm_under_load  32 cookie-less visitors for 20 s: 5xx, servers marked down, failovers
   idle_cpu         the host's busy share with the lab idle (/proc/stat over 20 s)
+  job_queue        a burst of orders with 1, 2 and 4 job workers: each invoice's
+                   latency (checkout committed -> invoice made) p50/p99, and jobs/s
   lag              replication lag per link at idle (heartbeats), p50/p99
   failover         blackouts over 5 kills each: web VIP, web node, db VIP, writing master;
                    and VIP moves nobody asked for during all the load above
@@ -21,6 +23,7 @@ Results: reports/bench/bench.json, bench.md and *.png only; README's Results
 section is updated by hand from bench.md when a run is committed.
 """
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import json
@@ -31,7 +34,7 @@ import subprocess
 import threading
 import time
 
-from . import (benchreport, blackout, containers, dbnodes, haproxy, lag, loadgen,
+from . import (benchreport, blackout, client, containers, dbnodes, haproxy, lag, loadgen,
                operations, progress, settings, spike, topology)
 from .chaos.nemesis import Nemesis
 
@@ -243,6 +246,75 @@ def cross_check():
             "ratio_loadgen_over_hey": round(ours["throughput_rps"] / rps, 2) if rps else None}
 
 
+JOB_WORKERS = (1, 2, 4)
+JOB_SHOPPERS = 12
+JOB_ORDERS_EACH = 5
+JOB_DONE_WITHIN_S = 180
+SIGN_UPS_AT_ONCE = 3
+
+
+def _shopper(name):
+    """A new user's client, logged in."""
+    c = client.Client()
+    creds = {"username": name, "password": "bench password " + name}
+    for path in ("/register", "/login"):
+        r = c.post(path, json=creds)
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"{path} for {name}: {r.status_code} {r.text[:200]}")
+    return c
+
+
+def _orders_of(shopper, count):
+    """Place COUNT orders (one product each) as SHOPPER, as fast as the site answers; return their ids."""
+    ids = []
+    for _ in range(count):
+        shopper.post("/cart/items", json={"product_id": 3, "qty": 1}).raise_for_status()
+        r = shopper.post("/orders", json=None, headers={"Content-Type": "application/json"})
+        r.raise_for_status()
+        ids.append(r.json()["order_id"])
+    return ids
+
+
+def _job_figures(order_ids):
+    """Wait (bounded) until the jobs of ORDER_IDS are done; return their latency and throughput."""
+    ids = ",".join(map(str, order_ids))
+    [writer] = topology.writers()
+
+    def done():
+        left = int(dbnodes.value(writer, f"SELECT COUNT(*) FROM lab.jobs WHERE order_id IN ({ids})"
+                                         " AND state <> 'done'"))
+        return left == 0, f"{left} jobs left"
+    progress.wait_until(done, JOB_DONE_WITHIN_S, interval_s=0.25,
+                        describe=lambda left: progress.step(f"job queue: {left}"))
+    rows = dbnodes.query(writer, "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, finished_at) / 1e6 AS s,"
+                                 " UNIX_TIMESTAMP(created_at) AS c, UNIX_TIMESTAMP(finished_at) AS f,"
+                                 f" attempts FROM lab.jobs WHERE order_id IN ({ids})")
+    latency = loadgen.percentiles([float(r["s"]) for r in rows])
+    span = max(float(r["f"]) for r in rows) - min(float(r["c"]) for r in rows)
+    return {"jobs": len(rows), "p50_ms": latency["p50_ms"], "p99_ms": latency["p99_ms"],
+            "jobs_per_s": round(len(rows) / max(span, 1e-3), 1), "retried": sum(int(r["attempts"]) > 1 for r in rows)}
+
+
+def job_queue():
+    """A burst of orders (JOB_SHOPPERS x JOB_ORDERS_EACH) with 1, 2 and 4 workers: invoice latency and jobs/s."""
+    out = {"orders": JOB_SHOPPERS * JOB_ORDERS_EACH, "shoppers": JOB_SHOPPERS}
+    try:
+        for n in JOB_WORKERS:
+            operations.scale_workers(n)
+            progress.step(f"job queue: {out['orders']} orders from {JOB_SHOPPERS} shoppers, {n} worker(s)")
+            tag = f"{time.time_ns() % 10**10:x}"
+            # Signed up a few at a time: a burst of password hashes starves a small web node's checks
+            # (README, "Troubleshooting"); the burst under test is the orders'.
+            with concurrent.futures.ThreadPoolExecutor(SIGN_UPS_AT_ONCE) as pool:
+                shoppers = list(pool.map(_shopper, [f"jb{tag}{i}" for i in range(JOB_SHOPPERS)]))
+            with concurrent.futures.ThreadPoolExecutor(JOB_SHOPPERS) as pool:
+                ids = [i for batch in pool.map(lambda c: _orders_of(c, JOB_ORDERS_EACH), shoppers) for i in batch]
+            out[str(n)] = _job_figures(ids)
+    finally:
+        operations.scale_workers(topology.STANDARD_WORKERS)
+    return out
+
+
 def lag_figures():
     """Replication lag per link at idle: p50/p99/max over 100 readings."""
     progress.step("replication lag at idle: 100 readings of every link")
@@ -316,6 +388,7 @@ def run(runs=5):
     with haproxy.rate_limit_lifted():
         results.update(_load_phases())
         results["spurious_vip_moves"] = vip_moves(load_from, datetime.datetime.now(datetime.timezone.utc))
+        results["job_queue"] = job_queue()
         results["lag"] = lag_figures()
         results["failover"] = blackout.measure(["web_vip", "web_node", "db_vip", "active_master"], runs)
         timeline = failover_timeline()

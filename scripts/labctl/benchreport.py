@@ -64,6 +64,13 @@ def _other_rows(r):
         i = r["idle_cpu"]
         rows.append(_row(f"the idle lab ({i['containers']} containers), host CPUs busy over {i['seconds']} s",
                          f"{i['busy'] * 100:.0f} %"))
+    if "job_queue" in r:
+        j = r["job_queue"]
+        for n in ("1", "2", "4"):
+            f = j[n]
+            rows.append(_row(f"job queue: a burst of {j['orders']} orders ({j['shoppers']} shoppers), {n} worker(s)",
+                             f"invoice made p50 {f['p50_ms'] / 1000:.1f} s, p99 {f['p99_ms'] / 1000:.1f} s after "
+                             f"the checkout; {f['jobs_per_s']} jobs/s ({f['retried']} retried)"))
     for link, f in r["lag"].items():
         rows.append(_row(f"replication lag at idle, {link} ({f['n']} readings)",
                          f"p50 {f.get('p50_ms')} ms, p99 {f.get('p99_ms')} ms, max {f.get('max_ms')} ms"))

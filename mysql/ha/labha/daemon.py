@@ -62,6 +62,8 @@ CATCHUP_S = float(os.environ.get("DB_CATCHUP_S", "5"))
 # unreachable: its own deadline (and its dead-man switch) fenced it already.
 FENCE_CONNECT_S = float(os.environ.get("DB_FENCE_CONNECT_S", "0.2"))
 MEMBER_TTL_S = 3
+# MariaDB: "not allowed if any GTID has been logged to the binary log".
+ER_BINLOG_NOT_EMPTY = 1956
 PUBLISH_S = 2.0
 LEASE_WRITE_S = 0.25      # how often the guard refreshes ha.lease
 LATE_RENEWAL_S = 0.3      # a lease renewal this long after the last one is logged
@@ -729,11 +731,7 @@ class Daemon:
             # come back, and its next stamp must follow the new state.
             # (The slave position first: MariaDB checks it against a binary log
             # that is empty only until the state is set.)
-            mariadb.kill_sessions(conn, ("lab_beat",))
-            with conn.cursor() as cur:
-                cur.execute("RESET MASTER")
-                cur.execute("SET GLOBAL gtid_slave_pos = %s", (pos,))
-                cur.execute("SET GLOBAL gtid_binlog_state = %s", (pos,))
+            self._reset_binlog(conn, pos)
             with open(dump, "rb") as src:
                 r = subprocess.run(["mariadb", "--init-command=SET SESSION sql_log_bin = 0"], stdin=src,
                                    stderr=subprocess.PIPE, timeout=300, check=False)
@@ -747,6 +745,33 @@ class Daemon:
         finally:
             self._drop()
             self.links_at = 0.0
+
+    @staticmethod
+    def _reset_binlog(conn, pos, tries=5):
+        """Empty the binary log and set the GTID state to POS, with no heartbeat in between.
+
+        KILL returns before the killed session is gone: a beat it was
+        running may still reach the binary log after RESET MASTER (MariaDB
+        then refuses the slave position, error 1956). So wait until the
+        heartbeat writer's sessions are gone, and go again if one slipped
+        in (the writer naps a second before it reconnects).
+        """
+        for attempt in range(1, tries + 1):
+            mariadb.kill_sessions(conn, ("lab_beat",))
+            deadline = time.monotonic() + 2.0
+            while mariadb.rows(conn, "SELECT id FROM information_schema.processlist WHERE user = 'lab_beat'") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("RESET MASTER")
+                    cur.execute("SET GLOBAL gtid_slave_pos = %s", (pos,))
+                    cur.execute("SET GLOBAL gtid_binlog_state = %s", (pos,))
+                return
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] != ER_BINLOG_NOT_EMPTY or attempt == tries:
+                    raise
+                log(f"rebuild: a transaction reached the binary log during its reset ({exc}); again")
 
     # ---- what HAProxy and operators see ---------------------------------------------------
 

@@ -337,6 +337,26 @@ def kill_worker_mid_job(nz, w):
     return set()
 
 
+QUEUE_FOR_S = 4
+
+
+def kill_writer_with_jobs_queued(nz, w):
+    """Freeze every worker so that jobs queue up, kill the writer, then thaw them: the new writer's queue
+    holds every acknowledged order's job, and the workers drain it there (orders_invoiced_once)."""
+    frozen = [nz.pause(worker) for worker in targets.workers()]
+    _hold(QUEUE_FOR_S)
+    queued = targets.queued_jobs()
+    if not queued:
+        raise LookupError(f"no job was queued in {QUEUE_FOR_S} s with the workers frozen (are orders being placed?)")
+    nz.log(f"   {queued} jobs queued on {writer()}")
+    killed = nz.kill(writer())
+    _hold(HOLD_S)
+    for f in frozen:
+        f.heal()
+    killed.heal()
+    return set()
+
+
 # ---- load and the whole lab ----------------------------------------------------------------
 
 def load_spike(nz, w):
@@ -452,6 +472,9 @@ SCENARIOS = [
              {"failure_span_s": 3.0}),
     Scenario("kill-worker-mid-job", kill_worker_mid_job,
              "freeze a job worker holding a job, kill it; another does the job once its lease runs out", FREE),
+    Scenario("kill-writer-with-jobs-queued", kill_writer_with_jobs_queued,
+             "freeze the job workers for 4 s so that jobs queue up, kill the writer, thaw the workers 8 s later",
+             WRITER_FAILOVER),
     Scenario("load-spike", load_spike, "32 cookie-less visitors for 8 s, no fault: no failover", FREE),
     Scenario("restart-lab", restart_lab, "restart the whole lab (make down && make up)", {"failure_span_s": 120.0}),
 ]

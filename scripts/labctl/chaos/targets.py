@@ -65,6 +65,16 @@ def everyone_but(*nodes):
     return [containers.node_of(c) for c in containers.find() if containers.node_of(c) not in nodes]
 
 
+def workers():
+    """The job workers running now."""
+    return [containers.node_of(c) for c in containers.find(role="worker")]
+
+
+def queued_jobs():
+    """How many jobs wait in the writer's queue now."""
+    return int(dbnodes.value(writer(), "SELECT COUNT(*) FROM lab.jobs WHERE state = 'queued'"))
+
+
 def _leases(sql_filter):
     """The writer's jobs under a live lease that match SQL_FILTER: [{"id", "lease_owner", "attempts"}]."""
     return dbnodes.query(writer(), "SELECT id, lease_owner, attempts FROM lab.jobs WHERE state = 'running'"
