@@ -58,9 +58,13 @@ def cluster():
     code, out = etcdctl("get", "--prefix", PREFIX, "-w", "json")
     if code != 0:
         raise HaError(f"etcd does not answer: {out.strip()[-200:]}")
+    try:
+        kvs = json.loads(out).get("kvs", [])
+    except ValueError as exc:  # seen once under load: etcdctl exited 0 and printed nothing
+        raise HaError(f"etcd's answer is not JSON ({exc}): {out.strip()[-200:]!r}") from exc
     state = {"leader": None, "token": None, "sync": None, "promotion": None, "deposed": {}, "quarantine": {},
              "members": {}}
-    for kv in json.loads(out).get("kvs", []):
+    for kv in kvs:
         rel = base64.b64decode(kv["key"]).decode()[len(PREFIX):]
         value = json.loads(base64.b64decode(kv.get("value", "")) or "null")
         if rel == "leader":

@@ -97,11 +97,17 @@ def wait_writer(timeout_s=None):
 
 
 def quarantined():
-    """Return {node: its quarantine record} of the DB nodes that hold errant transactions."""
-    try:
-        return ha.cluster()["quarantine"]
-    except ha.HaError:
-        return {}
+    """Return {node: its quarantine record} of the DB nodes that hold errant transactions.
+
+    Asked up to three times: one etcdctl call can come back empty under load.
+    """
+    for attempt in range(3):
+        try:
+            return ha.cluster()["quarantine"]
+        except ha.HaError as exc:
+            progress.step(f"etcd: {exc}" + ("; asking again" if attempt < 2 else ""))
+            time.sleep(0.5)
+    return {}
 
 
 def check_quarantine():
