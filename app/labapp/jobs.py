@@ -47,12 +47,11 @@ def claim(cur, owner, lease_s, max_attempts):
     if job is None:
         return None
     if job["attempts"] >= max_attempts:
-        cur.execute("UPDATE jobs SET state = 'parked', lease_owner = NULL, lease_until = NULL,"
-                    " finished_at = NOW(6), last_error = CONCAT('its worker was lost on attempt ', attempts,"
-                    " IFNULL(CONCAT('; before that: ', last_error), ''))"
-                    " WHERE id = %s AND state = 'running'", (job["id"],))
-        cur.execute("UPDATE jobs SET state = 'parked', finished_at = NOW(6) WHERE id = %s AND state = 'queued'",
-                    (job["id"],))
+        # A running one's worker was lost; a queued one keeps the error of its last try.
+        cur.execute("UPDATE jobs SET last_error = IF(state = 'running', CONCAT('its worker was lost on attempt ',"
+                    " attempts, IFNULL(CONCAT('; before that: ', last_error), '')), last_error),"
+                    " state = 'parked', lease_owner = NULL, lease_until = NULL, finished_at = NOW(6)"
+                    " WHERE id = %s", (job["id"],))
         return {"parked": job["id"]}
     cur.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = %s,"
                 " lease_until = NOW(6) + INTERVAL %s SECOND WHERE id = %s", (owner, lease_s, job["id"]))

@@ -99,15 +99,18 @@ def wait_writer(timeout_s=None):
 def quarantined():
     """Return {node: its quarantine record} of the DB nodes that hold errant transactions.
 
-    Asked up to three times: one etcdctl call can come back empty under load.
+    Asked again for a second: one etcdctl call can come back empty under load.
     """
-    for attempt in range(3):
+    def asked():
         try:
-            return ha.cluster()["quarantine"]
+            return True, ha.cluster()["quarantine"]
         except ha.HaError as exc:
-            progress.step(f"etcd: {exc}" + ("; asking again" if attempt < 2 else ""))
-            time.sleep(0.5)
-    return {}
+            return False, str(exc)
+
+    try:
+        return progress.wait_until(asked, 1.0, interval_s=0.5, describe=lambda why: progress.step(f"etcd: {why}"))
+    except progress.Timeout:
+        return {}
 
 
 def check_quarantine():
