@@ -12,7 +12,7 @@ LAB    := PYTHONPATH=scripts $(PY) -m labctl
 M ?= unit or integration
 T ?=
 
-.PHONY: help up down clean ps status logs build test chaos bench venv scale failback promote rebuild failover-times console
+.PHONY: help up down clean ps status logs build test chaos bench venv scale autoscale failback promote rebuild failover-times console
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,9 @@ scale: venv ## run WEB=n web nodes (1-8) and/or WORKERS=n job workers (0-4); rem
 	@test -n "$(WEB)$(WORKERS)" || { echo "usage: make scale WEB=<1-8> and/or WORKERS=<0-4>"; exit 2; }
 	@$(if $(WEB),$(LAB) scale $(WEB))
 	@$(if $(WORKERS),$(LAB) scale-workers $(WORKERS))
+
+autoscale: venv ## scale the web tier with its load between MIN and MAX nodes (default 2-6; TARGET=0.6 busy); Ctrl-C stops
+	@$(LAB) autoscale $(if $(MIN),--min $(MIN)) $(if $(MAX),--max $(MAX)) $(if $(TARGET),--target $(TARGET))
 
 failback: venv ## send writes back to the usual writer (master1) once it has caught up
 	@$(LAB) failback

@@ -19,3 +19,9 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 # gunicorn's control socket (`gunicornc`) would live in $HOME, which the
 # unprivileged `web` user does not have; the lab does not use it.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Answer the web LBs' checks from a thread of this worker, on a port of their own (labapp.checkport)."""
+    from labapp import checkport
+    checkport.start(worker.wsgi)

@@ -5,7 +5,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, cache, cart, catalogue, config, csrf, db, metrics, orders, sessions, views
+from . import auth, cache, cart, catalogue, checkport, config, csrf, db, metrics, orders, sessions, views
 
 
 def create_app(test_config=None):
@@ -17,6 +17,7 @@ def create_app(test_config=None):
     # One proxy (the LB) sets X-Forwarded-For/-Proto in front of us.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     metrics.init_app(app)
+    checkport.init_app(app)
     db.init_app(app)
     cache.init_app(app)
     sessions.init_app(app)

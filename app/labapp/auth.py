@@ -1,9 +1,12 @@
 """Users: register, log in, log out; the login_required and admin_required guards."""
+import contextlib
 import functools
 import hmac
 import re
+import threading
 
 from flask import Blueprint, abort, current_app, jsonify, render_template
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import db, inputs, sessions
@@ -15,6 +18,30 @@ PASSWORD_LEN = (8, 128)
 # Checked when the user does not exist, so that a wrong username costs as
 # much time as a wrong password and does not reveal which names exist.
 _DUMMY_HASH = generate_password_hash("not a password")
+# A password hash (scrypt) takes 32 MB while it runs: eight at once (a
+# node's request threads) would be 256 MB beside the process's own ~60, past
+# a web node's 256 MB. So each process hashes HASHES_AT_ONCE at a time; the
+# other requests wait for a turn (up to HASH_WAIT_S, then 503 Retry-After).
+@contextlib.contextmanager
+def _hash_turn():
+    app = current_app._get_current_object()
+    turns = app.extensions.setdefault("hash_turns", threading.BoundedSemaphore(app.config["HASHES_AT_ONCE"]))
+    if not turns.acquire(timeout=app.config["HASH_WAIT_S"]):
+        raise ServiceUnavailable("too many sign-ups and logins at once; retry shortly", retry_after=2)
+    try:
+        yield
+    finally:
+        turns.release()
+
+
+def _hash(password):
+    with _hash_turn():
+        return generate_password_hash(password)
+
+
+def _check(stored, password):
+    with _hash_turn():
+        return check_password_hash(stored, password)
 
 
 def _credentials():
@@ -32,7 +59,7 @@ def register():
         abort(400, "username may use letters, digits, '.', '_' and '-' only")
     try:
         db.query("INSERT INTO users (username, password_hash) VALUES (%s, %s)",
-                 (username, generate_password_hash(password)), fetch="rowcount")
+                 (username, _hash(password)), fetch="rowcount")
     except db.IntegrityError:
         abort(409, "that username is taken")
     return jsonify(username=username), 201
@@ -64,8 +91,7 @@ def _password_ok(row, password):
     if row is not None and row["is_admin"]:
         secret = current_app.config["ADMIN_PASSWORD"]
         return bool(secret) and hmac.compare_digest(password.encode(), secret.encode())
-    ok = check_password_hash(row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH,
-                             password)
+    ok = _check(row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH, password)
     return ok and row is not None
 
 

@@ -52,6 +52,16 @@ def load():
         # 0 probes on each check instead (tests).
         "DB_REACH_EVERY_S": float(env("DB_REACH_EVERY_S", "0.5")),
         "DB_REACH_GRACE_S": float(env("DB_REACH_GRACE_S", "3.0")),
+        # Each probe's bound (connect, or a round trip): a probe that hangs is
+        # given up and the next one, on another connection, tried.
+        "DB_REACH_TIMEOUT_S": float(env("DB_REACH_TIMEOUT_S", "1.0")),
+        # The web LBs' checks (labapp.checkport): their port, and how long a
+        # worker may hold requests none of which finishes before it says "stalled".
+        "CHECK_PORT": int(env("CHECK_PORT", "8001")),
+        "CHECK_STALL_S": float(env("CHECK_STALL_S", "20")),
+        # Password hashes at once per process, and how long a request waits for a turn (labapp.auth).
+        "HASHES_AT_ONCE": int(env("HASHES_AT_ONCE", "2")),
+        "HASH_WAIT_S": float(env("HASH_WAIT_S", "8")),
         "SESSION_COOKIE": env("SESSION_COOKIE", "lab_session"),
         "SESSION_TTL_S": int(env("SESSION_TTL_S", str(7 * 24 * 3600))),
         # Share of session writes that also delete expired rows: cleanup

@@ -45,7 +45,8 @@ _PATHS = {"write": ("db_writer", "DB_WRITE_HOST", "DB_WRITE_PORT"),
           "read": ("db_reader", "DB_READ_HOST", "DB_READ_PORT")}
 
 
-def _connect(path):
+def _connect(path, timeout_s=None):
+    """A new connection to PATH; TIMEOUT_S (connect, read and write) instead of the configured ones."""
     cfg = current_app.config
     _, host_key, port_key = _PATHS[path]
     host, port = cfg[host_key], cfg[port_key]
@@ -53,8 +54,8 @@ def _connect(path):
         return pymysql.connect(
             host=host, port=port, user=cfg["DB_USER"], password=cfg["DB_PASSWORD"],
             database=cfg["DB_NAME"], charset="utf8mb4", autocommit=False,
-            connect_timeout=cfg["DB_CONNECT_TIMEOUT_S"],
-            read_timeout=cfg["DB_IO_TIMEOUT_S"], write_timeout=cfg["DB_IO_TIMEOUT_S"],
+            connect_timeout=timeout_s or cfg["DB_CONNECT_TIMEOUT_S"],
+            read_timeout=timeout_s or cfg["DB_IO_TIMEOUT_S"], write_timeout=timeout_s or cfg["DB_IO_TIMEOUT_S"],
             cursorclass=pymysql.cursors.DictCursor,
             # The db network is internal and its servers offer no TLS.
             # Without this, pymysql 1.2 builds a TLS context (loading the
@@ -253,6 +254,38 @@ def ping(path):
         return None
     except DatabaseUnavailable as exc:
         return str(exc)
+
+
+class Pinger:
+    """A connection of its own to PATH, for probes: each one a round trip bounded by TIMEOUT_S.
+
+    Not the request threads' pool, nor their timeouts: a probe must say within
+    TIMEOUT_S whether the path answers, and a connection that went silent (its
+    LB lost the VIP, a lossy link in the middle of a backoff) is given up and
+    replaced by a new one on the next probe, instead of being waited for.
+    """
+
+    def __init__(self, path, timeout_s):
+        self.path, self.timeout_s, self.conn = path, timeout_s, None
+
+    def ping(self):
+        """Return None if PATH answered (a new connection, or a COM_PING on this one), else the error as text."""
+        try:
+            if self.conn is None:
+                self.conn = _connect(self.path, self.timeout_s)
+            else:
+                self.conn.ping(reconnect=False)
+            return None
+        except DatabaseUnavailable as exc:
+            return str(exc)
+        except _UNAVAILABLE as exc:
+            self.close()
+            return f"the {self.path} path: {exc}"
+
+    def close(self):
+        if self.conn is not None:
+            _close(self.conn)
+            self.conn = None
 
 
 def _release(_exc=None):

@@ -33,6 +33,14 @@ def _chaos(args):
     return runner.cli(args.scenario, args.list)
 
 
+def _autoscale(args):
+    from . import autoscale
+    d = autoscale.Policy()
+    return autoscale.run(autoscale.Policy(min_nodes=d.min_nodes if args.min is None else args.min,
+                                          max_nodes=d.max_nodes if args.max is None else args.max,
+                                          target=d.target if args.target is None else args.target))
+
+
 def _logs(args):
     try:
         compose.run("logs", *([] if args.no_follow else ["-f"]), "--tail=200", *([args.node] if args.node else []))
@@ -85,6 +93,12 @@ def _parser():
     chaos = command("chaos", _chaos, "run the chaos scenarios (all, or those --scenario names); reports/chaos/")
     chaos.add_argument("--scenario", default="", help="names or parts of names, e.g. 'kill-slave or kill-gateway'")
     chaos.add_argument("--list", action="store_true", help="list the scenarios, their budgets and faults")
+    autoscale = command("autoscale", _autoscale,
+                        "scale the web tier with its load, between --min and --max nodes (Ctrl-C stops)")
+    autoscale.add_argument("--min", type=int, default=None, help="fewest web nodes (default 2)")
+    autoscale.add_argument("--max", type=int, default=None, help="most web nodes (default 6)")
+    autoscale.add_argument("--target", type=float, default=None,
+                           help="how busy the nodes should be, 0-1 (default 0.6)")
     logs = command("logs", _logs, "follow the logs of every node, or of one")
     logs.add_argument("node", nargs="?", help="a lab node, e.g. web1 or " + topology.SOURCES[1])
     logs.add_argument("--no-follow", action="store_true", help="print and exit")

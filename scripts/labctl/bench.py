@@ -15,6 +15,10 @@ Every figure is a distribution or a ratio measured here and now:
   idle_cpu         the host's busy share with the lab idle (/proc/stat over 20 s)
   job_queue        a burst of orders with 1, 2 and 4 job workers: each invoice's
                    latency (checkout committed -> invoice made) p50/p99, and jobs/s
+  autoscaler       a step load on /burn from idle to twice what one node serves, the
+                   autoscaler (make autoscale, MIN 1, MAX 4) sizing the tier: seconds
+                   until it added nodes, p99 before/during/after, failed requests in
+                   scale events, and the time back to MIN once the load ends
   lag              replication lag per link at idle (heartbeats), p50/p99
   failover         blackouts over 5 kills each: web VIP, web node, db VIP, writing master;
                    and VIP moves nobody asked for during all the load above
@@ -25,6 +29,7 @@ section is updated by hand from bench.md when a run is committed.
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -34,7 +39,7 @@ import subprocess
 import threading
 import time
 
-from . import (benchreport, blackout, client, containers, dbnodes, haproxy, lag, loadgen,
+from . import (autoscale, benchreport, blackout, client, containers, dbnodes, haproxy, lag, loadgen,
                operations, progress, settings, spike, topology)
 from .chaos.nemesis import Nemesis
 
@@ -303,8 +308,8 @@ def job_queue():
             operations.scale_workers(n)
             progress.step(f"job queue: {out['orders']} orders from {JOB_SHOPPERS} shoppers, {n} worker(s)")
             tag = f"{time.time_ns() % 10**10:x}"
-            # Signed up a few at a time: a burst of password hashes starves a small web node's checks
-            # (README, "Troubleshooting"); the burst under test is the orders'.
+            # Signed up a few at a time: password hashes take turns on the web nodes (README,
+            # "Troubleshooting"), and the burst under test is the orders', not the sign-ups'.
             with concurrent.futures.ThreadPoolExecutor(SIGN_UPS_AT_ONCE) as pool:
                 shoppers = list(pool.map(_shopper, [f"jb{tag}{i}" for i in range(JOB_SHOPPERS)]))
             with concurrent.futures.ThreadPoolExecutor(JOB_SHOPPERS) as pool:
@@ -313,6 +318,79 @@ def job_queue():
     finally:
         operations.scale_workers(topology.STANDARD_WORKERS)
     return out
+
+
+STEP_POLICY = autoscale.Policy(min_nodes=1, max_nodes=4)
+STEP_LIGHT = 0.3    # the load before and after the step, as a share of one node's saturation throughput
+STEP_FACTOR = 2.0   # the step: twice what one node serves
+STEP_S = (10, 60, 50)   # light, step, light again (the scale-in waits CALM_S, then drains)
+SETTLE_S = 10           # after the last scale-out, before "after"
+QUEUE_TIMEOUT_MS = 4500  # a failure this slow waited out HAProxy's queue (5 s) or the client's timeout (5 s)
+
+
+def _windows(phases, events):
+    """Split the requests of PHASES ([(started_at, loadgen result)]) into before/during/after the scale-outs.
+
+    During: from the step's start to the last scale-out's end; after: from
+    SETTLE_S after that (the queue built up meanwhile is worked off) to the
+    step's end; in a scale event: from a decision to 2 s after its nodes serve.
+    """
+    (_, light), (step_at, step), (after_at, after) = phases
+    outs = [e for e in events if e.get("kind") == "out"]
+    ends = [e["at"] for e in events if e.get("event") == "scaled" and e["at"] < after_at]
+    settled = max(ends, default=after_at)
+    spans = [(d["at"], next((e for e in ends if e >= d["at"]), d["at"]) + 2) for d in events
+             if d.get("kind") in ("out", "in")]
+    req = [(at + due, ms, ok) for at, r in phases for due, ms, ok in r["timeline"]]
+    during = [x for x in req if step_at <= x[0] < settled]
+    steady = [x for x in req if settled + SETTLE_S <= x[0] < after_at]
+    p99 = lambda rows: loadgen.percentiles([ms / 1000 for _, ms, ok in rows if ok]).get("p99_ms")  # noqa: E731
+    return {"p99_ms_before": light.get("p99_ms"), "p99_ms_during": p99(during), "p99_ms_after": p99(steady),
+            "failed_before": light["errors"], "failed_during": sum(not ok for _, _, ok in during),
+            "failed_after": sum(not ok for t, _, ok in req if t >= settled),
+            "failed_in_scale_events": sum(not ok for t, _, ok in req if any(a <= t < b for a, b in spans)),
+            # A failure after waiting out HAProxy's queue (`timeout queue` 5 s, its 503) is capacity
+            # still short; a quick one (a reset, a 502) would be the scale action's own doing.
+            "quick_failures_in_scale_events": sum(not ok and ms < QUEUE_TIMEOUT_MS for t, ms, ok in req
+                                                  if any(a <= t < b for a, b in spans)),
+            "failed_at_s": [round(t - step_at, 1) for t, _, ok in req if not ok][:20],
+            "first_decision_s": round(outs[0]["at"] - step_at, 1) if outs else None,
+            "first_node_serving_s": round(ends[0] - step_at, 1) if ends else None,
+            "settled_s": round(settled - step_at, 1) if ends else None}
+
+
+def autoscaling():
+    """A step load on /burn (light, twice one node's capacity, light) with the autoscaler sizing the tier."""
+    operations.scale(STEP_POLICY.min_nodes)
+    serve_only(topology.WEB_NODES[:STEP_POLICY.min_nodes])
+    progress.step(f"autoscaler: one node's saturation on {BURN}")
+    capacity = _load(URL + BURN, closed=True, connections=CONNECTIONS, duration=5)["throughput_rps"]
+    light, heavy = max(2.0, round(STEP_LIGHT * capacity)), round(STEP_FACTOR * capacity)
+    phases, since = [], time.time()
+    marks_since = datetime.datetime.now(datetime.timezone.utc)
+    autoscale.forget_target()
+    try:
+        with autoscale.controllers(STEP_POLICY, count=1):
+            for seconds, rate, what in zip(STEP_S, (light, heavy, light), ("light", "the step", "light again")):
+                progress.step(f"autoscaler: {what}, {rate} req/s for {seconds} s "
+                              f"({autoscale.size_now()} web node(s))")
+                phases.append((time.time(), _load(URL + BURN, rate=rate, duration=seconds, connections=64)))
+            with contextlib.suppress(progress.Timeout):
+                progress.wait_until(lambda: (autoscale.size_now() == STEP_POLICY.min_nodes, None), 60)
+            back = next((e["at"] for e in autoscale.records(phases[2][0]) if e.get("event") == "scaled"
+                         and e.get("to") == STEP_POLICY.min_nodes), None)
+        events = autoscale.records(since)
+        marks = spike.down_marks(marks_since)
+    finally:
+        operations.scale(topology.STANDARD_WEB_NODES)
+    sizes = [e["to"] for e in events if e.get("event") == "scaled" and e["at"] < phases[2][0]]
+    return {"capacity_rps": capacity, "light_rps": light, "step_rps": heavy, "seconds": list(STEP_S),
+            "policy": dataclasses.asdict(STEP_POLICY), "most_nodes": max(sizes, default=STEP_POLICY.min_nodes),
+            **_windows(phases, events),
+            "back_to_min_s": round(back - phases[2][0], 1) if back else None,
+            "down_marks": len(marks), "first_down_marks": marks[:5],
+            "decisions": [{k: e.get(k) for k in ("at", "kind", "event", "size", "to", "reason")} for e in events
+                          if e.get("kind") or e.get("event") in ("scaled", "scale failed")]}
 
 
 def lag_figures():
@@ -389,6 +467,7 @@ def run(runs=5):
         results.update(_load_phases())
         results["spurious_vip_moves"] = vip_moves(load_from, datetime.datetime.now(datetime.timezone.utc))
         results["job_queue"] = job_queue()
+        results["autoscaler"] = autoscaling()
         results["lag"] = lag_figures()
         results["failover"] = blackout.measure(["web_vip", "web_node", "db_vip", "active_master"], runs)
         timeline = failover_timeline()

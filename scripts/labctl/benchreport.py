@@ -71,6 +71,8 @@ def _other_rows(r):
             rows.append(_row(f"job queue: a burst of {j['orders']} orders ({j['shoppers']} shoppers), {n} worker(s)",
                              f"invoice made p50 {f['p50_ms'] / 1000:.1f} s, p99 {f['p99_ms'] / 1000:.1f} s after "
                              f"the checkout; {f['jobs_per_s']} jobs/s ({f['retried']} retried)"))
+    if "autoscaler" in r:
+        rows.extend(autoscaler_rows(r["autoscaler"]))
     for link, f in r["lag"].items():
         rows.append(_row(f"replication lag at idle, {link} ({f['n']} readings)",
                          f"p50 {f.get('p50_ms')} ms, p99 {f.get('p99_ms')} ms, max {f.get('max_ms')} ms"))
@@ -78,6 +80,26 @@ def _other_rows(r):
         rows.append(_row(f"failover blackout, {name.replace('_', ' ')} ({f['runs']} runs)",
                          f"median {f['median_s'] * 1000:.0f} ms, max {f['max_s'] * 1000:.0f} ms"))
     return rows
+
+
+def autoscaler_rows(a):
+    """The step load's rows: how fast the autoscaler followed, what users saw, what it cost."""
+    p = a["policy"]
+    what = (f"autoscaler (MIN {p['min_nodes']}, MAX {p['max_nodes']}, target {p['target']:.0%} busy): "
+            f"/burn {a['light_rps']} → {a['step_rps']} req/s (one node serves {a['capacity_rps']}) for "
+            f"{a['seconds'][1]} s")
+    return [_row(what + ", reaction",
+                 f"first decision after {a['first_decision_s']} s, first new node serving after "
+                 f"{a['first_node_serving_s']} s, settled at {a['most_nodes']} nodes after {a['settled_s']} s"),
+            _row(what + ", p99 before / while scaling out / from 10 s after",
+                 f"{a['p99_ms_before']} / {a['p99_ms_during']} / {a['p99_ms_after']} ms"),
+            _row(what + ", failed requests",
+                 f"{a['failed_in_scale_events']} in scale events, {a['quick_failures_in_scale_events']} of them quick "
+                 f"(not a 5 s wait in the queue); {a['failed_before']} before, "
+                 f"{a['failed_during']} while scaling out, {a['failed_after']} after it (the scale-in included); "
+                 f"{a['down_marks']} servers marked down"),
+            _row(what + ", scale-in", f"back to {p['min_nodes']} node(s) {a['back_to_min_s']} s after the step ended"
+                 if a["back_to_min_s"] is not None else "not back to MIN within the bench's wait")]
 
 
 def table(r):

@@ -25,7 +25,9 @@ def _filters(**labels):
 
 def find(role=None, node=None, all=False):  # noqa: A002 - mirrors `docker ps --all`
     """Return the lab's containers with the given role and/or node, sorted by node."""
-    found = client().containers.list(all=all, filters=_filters(role=role, node=node))
+    # ignore_removed: a container removed between the listing and its
+    # inspection (a sidecar, a node `make scale` takes away) is not an error.
+    found = client().containers.list(all=all, filters=_filters(role=role, node=node), ignore_removed=True)
     return sorted(found, key=node_of)
 
 

@@ -1,6 +1,7 @@
 """The write path's HA loops (mysql/ha/, db-ha) and their etcd, seen from the host through the Docker API."""
 import base64
 import json
+import shlex
 
 from . import containers, haproxy, settings, topology
 
@@ -27,6 +28,24 @@ def etcdctl(*args, timeout="1s"):
         code, out = containers.sh(c, ["env", "ETCDCTL_API=3", "etcdctl", f"--endpoints={endpoints}",
                                       f"--command-timeout={timeout}", *args])
         return code, out
+    raise HaError("no etcd member is running")
+
+
+def txn(compares, success, failure=()):
+    """Run an etcd transaction (the lines of `etcdctl txn`: compares, then requests on success, on failure).
+
+    Returns etcd's JSON answer ({"succeeded": ..., "responses": ...}), or {} when etcd did not answer.
+    """
+    lines = [*compares, "", *success, "", *failure, ""]
+    script = "printf '%s\\n' " + " ".join(shlex.quote(line) for line in lines)
+    endpoints = topology.LAB.dcs_endpoints(lab_net=settings.LAB_NET)
+    for c in containers.find(role="etcd"):
+        code, out = containers.sh(c, f"{script} | ETCDCTL_API=3 etcdctl --endpoints={endpoints} "
+                                     "--command-timeout=2s txn -w json")
+        try:
+            return json.loads(out) if code == 0 else {}
+        except ValueError:
+            return {}
     raise HaError("no etcd member is running")
 
 

@@ -21,11 +21,28 @@ def runtime(node, command):
     return out
 
 
-def servers(node, backend):
-    """Return {server: row} from NODE's `show stat` for BACKEND (status, scur, ...)."""
-    text = runtime(node, "show stat").lstrip("# ")
-    rows = csv.DictReader(io.StringIO(text))
-    return {r["svname"]: r for r in rows if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")}
+def stat(node):
+    """Return every row of NODE's `show stat` (dicts of HAProxy's CSV columns: pxname, svname, status, scur, ...)."""
+    return parse_stat(node, runtime(node, "show stat"))
+
+
+def parse_stat(node, text):
+    """The rows of a `show stat` reply TEXT from NODE; HaproxyError if it holds no CSV header.
+
+    The reply comes through `docker exec`, stdout and stderr in one stream: it
+    is read from its header line on, and a reply without one (a message in
+    its place) is an error, not an empty table.
+    """
+    start = text.find("# pxname,")
+    if start < 0:
+        raise HaproxyError(f"{node}: `show stat` answered no table: {text.strip()[:200]!r}")
+    return list(csv.DictReader(io.StringIO(text[start + 2:])))
+
+
+def servers(node, backend, rows=None):
+    """Return {server: row} from NODE's `show stat` (or ROWS, read from it already) for BACKEND (status, scur, ...)."""
+    return {r["svname"]: r for r in (stat(node) if rows is None else rows)
+            if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")}
 
 
 # The web LBs' two backends of the same nodes (haproxy/conf/lb.cfg): `web`,
@@ -43,8 +60,41 @@ def set_web_state(lb, node, state):
 
 def web_sessions(lb, nodes):
     """{node: current sessions on LB, over both web backends} for NODES."""
-    per_backend = [servers(lb, b) for b in WEB_BACKENDS]
+    rows = stat(lb)   # one reading for both backends
+    per_backend = [servers(lb, b, rows) for b in WEB_BACKENDS]
+    missing = sorted({n for s in per_backend for n in nodes if n not in s})
+    if missing:
+        raise HaproxyError(f"{lb}: `show stat` lists no {', '.join(missing)} in {', '.join(WEB_BACKENDS)}")
     return {n: sum(int(s[n]["scur"] or 0) for s in per_backend) for n in nodes}
+
+
+def web_load(lb):
+    """The web tier's load as web LB LB sees it, over both web backends.
+
+    Returns {"nodes": {node: {"status", "in_flight", "queued", "rate", "slots"}},
+    "queued": requests waiting for any node, "rate": requests/s, "rtime_ms":
+    the mean response time of the last 1024 requests}. In flight is HAProxy's
+    scur (requests a node is working on), slots its maxconn (slim).
+    """
+    rows = [r for r in stat(lb) if r["pxname"] in WEB_BACKENDS]
+    num = lambda r, k: int(r.get(k) or 0)  # noqa: E731 - an empty CSV cell is 0
+    nodes = {}
+    for r in rows:
+        if r["svname"] in ("FRONTEND", "BACKEND"):
+            continue
+        n = nodes.setdefault(r["svname"], {"status": r["status"], "in_flight": 0, "queued": 0, "rate": 0,
+                                           "slots": num(r, "slim")})
+        if r["pxname"] == WEB_BACKENDS[0]:
+            n["status"] = r["status"]
+        n["in_flight"] += num(r, "scur")
+        n["queued"] += num(r, "qcur")
+        n["rate"] += num(r, "rate")
+    backends = [r for r in rows if r["svname"] == "BACKEND"]
+    busy = [r for r in backends if num(r, "rate")] or backends[:1]
+    return {"nodes": nodes,
+            "queued": sum(num(r, "qcur") for r in backends) + sum(n["queued"] for n in nodes.values()),
+            "rate": sum(num(r, "rate") for r in backends),
+            "rtime_ms": max((num(r, "rtime") for r in busy), default=0)}
 
 
 def set_var(node, name, value):

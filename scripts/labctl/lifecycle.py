@@ -154,10 +154,36 @@ def up():
     wait_writer()
     check_quarantine()
     wait_replication()
+    state = wait_settled()
     print()
-    healthy = status.show()
+    status.show(state=state)
+    if state["problems"]:
+        print(_failure("the lab came up, but is not healthy", dict(enumerate(state["problems"], 1)),
+                       hint="make status shows it again; make logs NODE=<node> says why"))
+        return False
     progress.ok(f"the lab is up ({time.monotonic() - started:.0f} s)")
-    return healthy
+    return True
+
+
+def wait_settled():
+    """Wait (bounded) until the whole state `make status` judges is healthy; return that state.
+
+    Each earlier wait looked at one thing; this one looks at them all at
+    once, as `make status` will: a node Docker has not judged yet, or judged
+    while the writer was being elected, is asked again until it passes.
+    """
+    last = {}
+
+    def check():
+        last["state"] = status.collect()
+        return not last["state"]["problems"], last["state"]["problems"]
+
+    try:
+        progress.wait_until(check, settings.SETTLE_TIMEOUT_S, interval_s=2.0, describe=lambda found: progress.step(
+            "waiting for: " + "; ".join(found)))
+    except progress.Timeout:
+        pass   # up() reports what is still wrong
+    return last["state"]
 
 
 def restore(container):

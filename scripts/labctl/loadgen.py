@@ -28,14 +28,32 @@ class Conn:
         self.host, self.port = host, port
         self.reader = self.writer = None
 
-    async def request(self, path, headers, timeout):
-        """Send GET PATH; return the status code (raises on I/O errors)."""
+    async def _send(self, path, headers, timeout):
+        """Send GET PATH, opening the connection if needed; return the status line (b"" if it was closed)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), timeout)
         self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}\r\n".encode())
         await self.writer.drain()
-        status_line = await asyncio.wait_for(self.reader.readline(), timeout)
+        return await asyncio.wait_for(self.reader.readline(), timeout)
+
+    async def request(self, path, headers, timeout):
+        """Send GET PATH; return the status code (raises on I/O errors)."""
+        reused = self.writer is not None
+        try:
+            status_line = await self._send(path, headers, timeout)
+        except asyncio.TimeoutError:  # an OSError since Python 3.11, but a slow answer, not a closed connection
+            raise
+        except (ConnectionError, OSError):
+            if not reused:
+                raise
+            status_line = b""
+        if not status_line and reused:
+            # The server closed this idle keep-alive connection (HAProxy's
+            # `timeout http-keep-alive`) before our request reached it: as
+            # browsers and urllib3 do for a GET, send it again on a new one.
+            self.close()
+            status_line = await self._send(path, headers, timeout)
         if not status_line:
             raise ConnectionError("closed")
         status = int(status_line.split()[1])

@@ -37,13 +37,19 @@ def _start(nodes):
 def scale(n):
     """Run web1..webN and no other web node; new nodes get traffic, removed ones are drained first."""
     add, remove = _plan(WEB_NODES, "web", n, 1, "WEB")
+    # A scale interrupted half-way (Ctrl-C, a killed autoscaler) can leave a
+    # node running but drained or in maintenance: it goes back in rotation.
+    held = held_back([w for w in WEB_NODES[:n] if w not in add])
+    if held:
+        progress.step(f"{', '.join(held)} run but are out of rotation (an interrupted scale): putting them back")
     if add:
         _start(add)
+    if add or held:
         for lb in _lbs():
-            for node in add:  # a node drained by an earlier scale-down is in maintenance
+            for node in add + held:  # a node drained by an earlier scale-down is in maintenance
                 haproxy.set_web_state(lb, node, "ready")
-        _wait_lb_state(add, "UP")
-        progress.ok(f"{', '.join(add)} serving")
+        _wait_lb_state(add + held, "UP")
+        progress.ok(f"{', '.join(add + held)} serving")
 
     if remove:
         # Drain: no new users go to these nodes; requests in flight finish.
@@ -84,8 +90,19 @@ def scale_workers(n):
     progress.ok(f"job workers: {', '.join(workers[:n]) or 'none (jobs wait in the queue)'}")
 
 
+def held_back(nodes):
+    """The NODES some web LB keeps out of rotation by an operator's state (drain or maintenance)."""
+    return sorted({n for lb in _lbs() for n, row in haproxy.servers(lb, "web").items()
+                   if n in nodes and (row["status"] == "MAINT" or row["status"].startswith("DRAIN"))})
+
+
 def _idle(nodes):
-    busy = {f"{lb}/{n}": count for lb in _lbs() for n, count in haproxy.web_sessions(lb, nodes).items() if count}
+    """(True, {}) once no web LB holds a session on NODES; else (False, what is busy or unreadable)."""
+    try:
+        busy = {f"{lb}/{n}": count for lb in _lbs() for n, count in haproxy.web_sessions(lb, nodes).items()
+                if count}
+    except haproxy.HaproxyError as exc:   # a reply without its table (seen once in CI): ask again
+        return False, {"stats": str(exc)}
     return not busy, busy
 
 

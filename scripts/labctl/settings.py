@@ -17,6 +17,8 @@ LAB_NET = os.environ.get("LAB_NET", "172.28")
 
 # Bounds for `make up`'s waits, in seconds.
 HEALTH_TIMEOUT_S = float(os.environ.get("LAB_HEALTH_TIMEOUT", "240"))
+# After every part is up, how long `make up` waits for all of them to look healthy at once.
+SETTLE_TIMEOUT_S = float(os.environ.get("LAB_SETTLE_TIMEOUT", "60"))
 PROBE_TIMEOUT_S = 5     # one on-demand run of a node's health check (containers.ready)
 REPLICATION_TIMEOUT_S = float(os.environ.get("LAB_REPLICATION_TIMEOUT", "90"))
 # A link counts as delivering while its heartbeat lag is under this.

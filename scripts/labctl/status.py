@@ -5,6 +5,7 @@ prints it. The live queries themselves (who holds a VIP, who takes writes)
 live in labctl/topology.py.
 """
 import json
+import time
 
 from . import containers, dbnodes, ha, replication, settings, topology
 
@@ -54,17 +55,39 @@ def collect():
     writers = topology.writers()
     etcd = ha.members() if containers.find(role="etcd") else []
     write_path = _write_path()
-    healthy = (all(n["health"] == "healthy" for n in nodes)
-               and all(len(v["holders"]) == 1 for v in vips.values())
-               and len(writers) == 1 and all(link["state"] == "running" for link in links)
-               and all(m["healthy"] for m in etcd) and not write_path["quarantine"])
-    return {"healthy": healthy, "nodes": nodes, "vips": vips, "writers": writers, "etcd": etcd,
-            "write_path": write_path, "links": links, "jobs": _jobs(writers)}
+    state = {"nodes": nodes, "vips": vips, "writers": writers, "etcd": etcd,
+             "write_path": write_path, "links": links, "jobs": _jobs(writers), "autoscaler": _autoscaler()}
+    state["problems"] = problems(state)
+    state["healthy"] = not state["problems"]
+    return state
 
 
-def show(as_json=False):
-    """Print the lab's state (a table, or JSON); return True when everything is healthy and running."""
-    state = collect()
+def problems(state):
+    """What keeps STATE (from collect()) from being healthy, one short line each; [] when it is."""
+    found = [f"{n['node']} is {n['health']}" for n in state["nodes"] if n["health"] != "healthy"]
+    found += [f"the {role} VIP is held by {len(v['holders'])} LBs ({', '.join(v['holders']) or 'none'})"
+              for role, v in state["vips"].items() if len(v["holders"]) != 1]
+    if len(state["writers"]) != 1:
+        found.append(f"{len(state['writers'])} nodes take writes ({', '.join(state['writers']) or 'none'})")
+    found += [f"replication {link['source']} -> {link['replica']} is {link['state']}"
+              for link in state["links"] if link["state"] != "running"]
+    found += [f"etcd member {m['name']} is down" for m in state["etcd"] if not m["healthy"]]
+    found += [f"{n} is quarantined" for n in sorted(state["write_path"]["quarantine"])]
+    return found
+
+
+def _autoscaler():
+    """Who leads `make autoscale` (etcd), the size it aims at, and its last decisions (its log)."""
+    from . import autoscale  # it drives operations, which import this module
+    state = autoscale.state()
+    state["decisions"] = [d for d in state["decisions"] if d.get("kind")][-3:]
+    return state
+
+
+def show(as_json=False, state=None):
+    """Print the lab's state (a table, or JSON; STATE if given, else collected now);
+    return True when everything is healthy and running."""
+    state = state or collect()
     if as_json:
         print(json.dumps(state, indent=2))
         return state["healthy"]
@@ -96,6 +119,13 @@ def show(as_json=False):
         print(f"{link['source'] + ' -> ' + link['replica']:<20} {link['state']:<11} {link['io']:<10} "
               f"{link['sql']:<4} {link['seconds_behind'] or '-':<9} {link['last_error'][:60]}")
     print()
+    a = state["autoscaler"]
+    running = f"led by {a['leader']}" if a["leader"] else "not running (make autoscale)"
+    print(f"{'scaler':<8} {running}; {a['size']} web node(s)" + (f", aiming at {a['target']}" if a["target"] else "")
+          + (f"; etcd: {a['error'][:80]}" if a["error"] else ""))
+    for d in a["decisions"]:
+        print(f"{'':<8} {time.strftime('%H:%M:%S', time.localtime(d['at']))} {d['kind']} {d['size']} -> {d['to']}: "
+              f"{d['reason'][:110]}")
     jobs = state["jobs"]
     if jobs["error"]:
         print(f"{'jobs':<8} unknown: {jobs['error'][:100]}")
@@ -111,4 +141,6 @@ def show(as_json=False):
     print()
     print(f"site: http://127.0.0.1:{settings.HTTP_PORT}/ and https://127.0.0.1:{settings.HTTPS_PORT}/ "
           f"(lab CA: .secrets/tls/ca.crt)")
+    for problem in state["problems"]:
+        print(f"❌ {problem}")
     return state["healthy"]

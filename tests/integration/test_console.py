@@ -23,7 +23,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from labctl import containers, lifecycle, settings, topology
+from labctl import autoscale, containers, lifecycle, operations, settings, topology
 from labctl.chaos.scenarios import SCENARIOS
 
 PORT = 8405
@@ -189,3 +189,23 @@ def _processes():
             continue
         out.append([a.decode(errors="replace") for a in argv if a])
     return out
+
+
+def test_the_console_shows_the_autoscaler_its_leader_and_its_decisions(console, browser):
+    """With `make autoscale` running (here told to keep one node more), the page names its leader,
+    the node count and the decision with its reason."""
+    size = topology.STANDARD_WEB_NODES
+    browser.get(console)
+    try:
+        with autoscale.controllers(autoscale.Policy(min_nodes=size + 1, max_nodes=size + 1), count=1) as [proc]:
+            me = autoscale.identity(proc)
+            wait(browser, f"the console names {me} as the autoscaler's leader", 30,
+                 lambda d: f"led by {me}" in d.find_element(By.ID, "autoscaler").text)
+            wait(browser, f"the console shows the scale-out to {size + 1} and {size + 1} web nodes", 60,
+                 lambda d: f"out {size} → {size + 1}" in d.find_element(By.ID, "decisions").text
+                 and d.find_element(By.ID, "autoscaler").text.startswith(f"{size + 1} web node(s)"))
+            assert "fewer than MIN" in browser.find_element(By.ID, "decisions").text
+        wait(browser, "the console says no controller runs once it stopped", 20,
+             lambda d: "no controller running" in d.find_element(By.ID, "autoscaler").text)
+    finally:
+        operations.scale(size)

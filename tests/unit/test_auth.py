@@ -1,5 +1,6 @@
 """Register, log in, log out, and the server-side session behind them."""
 import concurrent.futures
+import threading
 
 import pytest
 
@@ -127,3 +128,42 @@ def test_an_expired_session_id_is_not_revived(auth, db):
     r = c.get("/")
     assert r.status_code == 200 and r.get_json()["visits"] == 1
     assert session_id(c) != sid
+
+
+def test_password_hashes_wait_for_a_turn_and_a_request_that_gets_none_is_a_clear_503(make_app, db):
+    """Each process hashes HASHES_AT_ONCE passwords at a time (a hash takes 32 MB); a sign-up that finds
+    no turn within HASH_WAIT_S gets 503 with Retry-After, and no user is created."""
+    from labapp import auth as auth_module
+    app = make_app(HASHES_AT_ONCE=1, HASH_WAIT_S=0.2)
+    with app.app_context(), auth_module._hash_turn():     # another request is hashing
+        r = app.test_client().post("/register", json={"username": "carol", "password": USER_PASSWORD})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "2" and "retry" in r.get_json()["error"]
+    assert db.value("SELECT COUNT(*) FROM users WHERE username = 'carol'") == 0
+    # Its turn come, the same sign-up goes through.
+    r = app.test_client().post("/register", json={"username": "carol", "password": USER_PASSWORD})
+    assert r.status_code == 201
+
+
+def test_concurrent_sign_ups_all_succeed_two_hashes_at_a_time(make_app, monkeypatch):
+    from labapp import auth as auth_module
+    app = make_app(HASHES_AT_ONCE=2, HASH_WAIT_S=30)
+    lock, running, most = threading.Lock(), [0], [0]
+    real = auth_module.generate_password_hash
+
+    def counted(password):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real(password)
+        finally:
+            with lock:
+                running[0] -= 1
+    monkeypatch.setattr(auth_module, "generate_password_hash", counted)
+
+    def sign_up(i):
+        return app.test_client().post("/register", json={"username": f"u{i}x", "password": USER_PASSWORD}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(sign_up, range(8))) == [201] * 8
+    assert most[0] <= 2, f"{most[0]} hashes ran at once"

@@ -446,6 +446,8 @@ ANOMALIES = [
                  ["failed_requests was 2, over the budget of 0"], id="failed-requests-over-budget"),
     pytest.param(over_budget({"failure_span_s": 1.0}), "within_availability_budget",
                  ["failure_span_s was 3.01, over the budget of 1.0"], id="failure-span-over-budget"),
+    pytest.param(over_budget({"longest_outage_s": 0.005}), "within_availability_budget",
+                 ["longest_outage_s was 0.01, over the budget of 0.005"], id="outage-over-budget"),
     pytest.param(over_budget({"failed_request": 0}), "within_availability_budget",
                  ["unknown budget figure 'failed_request'"], id="misspelt-budget"),
     pytest.param(stale_product_view, "catalogue_reads_fresh",
@@ -656,12 +658,21 @@ def test_the_failure_span_runs_from_the_first_failure_after_the_fault_to_the_end
     assert figures["failed_requests"] == 3
 
 
+def test_failures_less_than_a_second_apart_are_one_outage():
+    # A VIP moved at the cut (11-12.2 s) and again at the heal (15 s): two outages, the longest 1.21 s.
+    h = [op("view", 11, "fail"), op("view", 11.5, "indeterminate"), op("view", 12.2, "fail"), op("view", 13),
+         op("view", 15, "fail"), op("view", 16)]
+    figures = availability(h, FAULT[0])
+    assert figures["longest_outage_s"] == pytest.approx(1.21)
+    assert figures["failure_span_s"] == pytest.approx(4.01)
+
+
 def test_the_budget_check_shows_budget_and_measured_side_by_side():
     result = run(budget={"failure_span_s": 5.0}).checks["within_availability_budget"]
     assert result["ok"]
     assert result["budget"] == {"failure_span_s": 5.0}
     assert result["measured"] == {"failed_requests": 2, "failure_span_s": pytest.approx(3.01),
-                                  "recovery_s": pytest.approx(12.01)}
+                                  "longest_outage_s": pytest.approx(0.01), "recovery_s": pytest.approx(12.01)}
 
 
 # --- The snapshot covers every table the workload writes ----------------------------------

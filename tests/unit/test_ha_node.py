@@ -156,6 +156,52 @@ def test_a_frozen_ha_loop_leaves_a_server_that_fences_itself_before_the_lease_ca
         insert(c, "after-thaw")
 
 
+def test_a_renewal_late_while_etcd_is_away_fences_without_killing_a_session(stack, node):
+    """etcd frozen past the writer's deadline (as a slow raft election): read_only goes on with no
+    session killed, so nothing is left in doubt. A transaction open at the fence is refused at its
+    COMMIT (1290: nothing of it was done, the app runs it again); an idle session lives on, and
+    writes once etcd is back and the node leads again."""
+    etcd = stack[0]
+    wait_primary(node, True, 15)
+    idle = app_connection(node)
+    open_tx = app_connection(node)
+    open_tx.autocommit(False)
+    with open_tx.cursor() as cur:
+        cur.execute("INSERT INTO replication_probe (origin, token) VALUES ('unit', 'open-at-the-fence')")
+    try:
+        with etcd.paused():
+            def read_only():
+                with app_connection(node) as c, c.cursor() as cur:
+                    cur.execute("SELECT @@global.read_only")
+                    return cur.fetchone()[0] == 1, None
+            progress.wait_until(read_only, TTL_S + 1, interval_s=0.02)
+            time.sleep(0.2)   # past the moment a fence that waits no longer would kill sessions
+            with idle.cursor() as cur:
+                cur.execute("SELECT 1")     # raises if the fence killed the session
+            with pytest.raises(pymysql.err.OperationalError) as refused:
+                open_tx.commit()
+            assert refused.value.args[0] == 1290, refused.value.args
+        wait_primary(node, True, 15)
+        with idle.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM replication_probe WHERE token = 'open-at-the-fence'")
+            assert cur.fetchone()[0] == 0, "a commit refused by read_only must leave nothing"
+        progress.wait_until(lambda: (_insert_ok(idle, "after-etcd-is-back"), None), 10, interval_s=0.1)
+    finally:
+        idle.close()
+        open_tx.close()
+
+
+def _insert_ok(conn, token):
+    """Insert a probe row on CONN; False if the server refused it as read-only (not leading yet)."""
+    try:
+        insert(conn, token)
+        return True
+    except pymysql.err.OperationalError as exc:
+        if exc.args[0] != 1290:
+            raise
+        return False
+
+
 def test_operator_requests_come_from_inside_the_node_only(node):
     wait_primary(node, True, 15)
     before = status(node)

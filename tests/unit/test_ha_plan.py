@@ -254,6 +254,19 @@ def test_a_deposed_leader_holding_nothing_past_its_cut_off_rejoins():
     assert actions(p) == ["rejoin"]
 
 
+@pytest.mark.parametrize("state", [{"read_only": False}, {"semi_enabled": True}], ids=["writable", "semi-sync-on"])
+def test_a_deposed_leader_is_judged_only_once_read_only_and_without_semi_sync(state):
+    """A commit stuck in the semi-sync wait lands when semi-sync goes off: a reading taken before it
+    cannot say the node holds nothing past the cut-off."""
+    c = cluster(leader="master2", deposed={"master1": ({"domain": 1, "cutoff": 10, "token": 3}, 50)})
+    p = plan(M1, Term(), local(pos="1-1-10,2-2-5", **state), c, NOW)
+    assert "rejoin" not in actions(p) and not [a for a in actions(p) if a in ("link", "quarantine")]
+    assert actions(p) == (["demote"] if "read_only" in state else ["semi_sync"]) and p.state == "demoting"
+    # The next reading, read-only with semi-sync off, shows the stuck commit written: quarantined.
+    p = plan(M1, Term(), local(pos="1-1-11,2-2-5"), c, NOW)
+    assert actions(p)[0] == "quarantine" and p.state == "quarantined"
+
+
 def test_a_deposed_leader_holding_commits_past_its_cut_off_is_quarantined():
     c = cluster(leader="master2", deposed={"master1": ({"domain": 1, "cutoff": 10, "token": 3}, 50)})
     p = plan(M1, Term(), local(pos="1-1-12,2-2-5", links=settled_links(M1, "master2")), c, NOW)

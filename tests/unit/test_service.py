@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from unitstack import closed_port
+from unitstack import SilencingProxy, closed_port
 
 
 def test_healthz_says_ok(client):
@@ -89,6 +89,30 @@ def test_a_hung_read_port_does_not_hold_back_the_write_ports_answer(make_app):
             assert c.get("/readyz?for=lb").status_code == 200
             time.sleep(0.1)
         app.extensions["db-reach"].stopping.set()
+
+
+def test_probe_connections_gone_silent_do_not_make_a_node_unready(make_app, stack):
+    """The db VIP moved under the probes' connections, or a lossy link stalls them: a new connection
+    still gets through, so the node stays in the rotation (one connection waited on for the request
+    path's 5 s timeout took the node out, and the LBs moved its users for nothing)."""
+    with SilencingProxy(stack["primary"].port) as write, SilencingProxy(stack["replica"].port) as read:
+        app = make_app(DB_WRITE_PORT=write.port, DB_READ_PORT=read.port, DB_REACH_EVERY_S=0.05,
+                       DB_REACH_GRACE_S=0.5, DB_REACH_TIMEOUT_S=0.2, DB_CONNECT_TIMEOUT_S=5.0,
+                       DB_IO_TIMEOUT_S=5.0)
+        c = app.test_client()
+        assert c.get("/readyz?for=lb").status_code == 200
+        deadline = time.monotonic() + 2
+        while min(write.accepted, read.accepted) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert min(write.accepted, read.accepted) >= 3, "the probes did not connect"
+        write.silence()
+        read.silence()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:      # three graces long
+            assert c.get("/readyz?for=lb").status_code == 200
+            time.sleep(0.05)
+        app.extensions["db-reach"].stopping.set()
+    assert write.accepted > 3 and read.accepted > 3, "the silent connections were not replaced"
 
 
 @pytest.mark.parametrize("method,path,body", [

@@ -14,6 +14,7 @@ os.environ.setdefault("TC_HOST", "127.0.0.1")
 
 import contextlib  # noqa: E402
 import socket  # noqa: E402
+import threading  # noqa: E402
 
 import pymysql  # noqa: E402
 from pymemcache.client.base import Client as MemcacheClient  # noqa: E402
@@ -102,6 +103,56 @@ def closed_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class SilencingProxy:
+    """A TCP proxy on 127.0.0.1 to PORT whose connections can be made to go silent (a black hole) while new
+    ones still pass: what a client sees of its connections when a VIP moves under them and the packets go
+    to a node that drops them."""
+
+    def __init__(self, port):
+        self.port_to, self.pairs, self.accepted = port, [], 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.port_to))
+            pair = {"silent": False, "socks": (client, server)}
+            self.pairs.append(pair)
+            self.accepted += 1
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(pair, a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(pair, src, dst):
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not pair["silent"]:
+                    dst.sendall(data)
+
+    def silence(self):
+        """From now on, drop whatever the connections open now carry (both ways); new ones pass."""
+        for pair in self.pairs:
+            pair["silent"] = True
+
+    def close(self):
+        self.listener.close()
+        for pair in self.pairs:
+            for s in pair["socks"]:
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Database:

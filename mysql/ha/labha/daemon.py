@@ -8,8 +8,9 @@ Threads:
            TTL - MARGIN), on the monotonic clock: before the lease can
            lapse in etcd, which counts from when etcd got the renewal
   guard    every 20 ms: past the deadline, fence this server (read_only
-           on, sessions killed); while writable, keep the deadline in the
-           server (ha.lease) for its own dead-man switch (watchdog.sql)
+           on; the sessions that hold it up killed if it has not taken in
+           50 ms); while writable, keep the deadline in the server
+           (ha.lease) for its own dead-man switch (watchdog.sql)
   http     port 9200: /alive (Docker's health check), /primary (200 only
            on the writable leader: HAProxy's write check), /read, /status;
            POST /switchover, /rebuild and /hold from loopback (db-ha's CLI)
@@ -114,6 +115,9 @@ class Daemon:
         self.started = time.monotonic()
         self.fresh, self.fresh_at = False, 0.0   # the standby streams our binlog now (standby_fresh)
         self.repl_password = mariadb._secret("mysql_repl_password")
+        # Set by the renewer when a renewal lands past the deadline: the loop
+        # looks at once and opens writes again (the fence lasts no longer).
+        self.wake = threading.Event()
 
     # ---- the local server ---------------------------------------------------------
 
@@ -234,7 +238,8 @@ class Daemon:
                 except Exception as exc:  # noqa: BLE001 - the loop must go on
                     log(f"tick failed: {type(exc).__name__}: {exc}")
             n += 1
-            time.sleep(max(0.0, LOOP_S - (time.monotonic() - started)))
+            self.wake.wait(max(0.0, LOOP_S - (time.monotonic() - started)))
+            self.wake.clear()
 
     def stand_alone(self):
         """No etcd (DCS_ENDPOINTS empty): a server outside the lab's HA, as in the unit tests.
@@ -328,6 +333,8 @@ class Daemon:
                             else:
                                 spare = self.deadline - time.monotonic()
                                 self.deadline = max(self.deadline, started + min(left, TTL_S) - MARGIN_S)
+                                if spare < 0:
+                                    self.wake.set()
                                 if started - last_renewed > LATE_RENEWAL_S:
                                     # README's figure for etcd's own faults comes from these lines.
                                     log(f"lease renewed after a gap of {started - last_renewed:.2f} s "
@@ -373,8 +380,17 @@ class Daemon:
 
     @staticmethod
     def write_lease(conn, token, deadline):
-        """Keep TOKEN's deadline in the server (UTC), for its dead-man switch and the observers."""
-        left_us = max(0, int((deadline - time.monotonic() - 0.02) * 1e6))
+        """Keep TOKEN's deadline in the server (UTC), for its dead-man switch and the observers.
+
+        The switch's moment is the deadline plus the guard's gentle fence
+        (mariadb.GENTLE_S): a live guard asks for read_only at the deadline
+        and kills sessions only past that, and the switch, which kills
+        first, steps in only when the guard did not (frozen helpers). Both
+        come before the lease can lapse: read_only at sent + 0.85 s,
+        sessions killed by sent + 0.95 s at the latest, etcd's lease ends
+        at sent + 1 s at the earliest.
+        """
+        left_us = max(0, int((deadline - time.monotonic() + mariadb.GENTLE_S) * 1e6))
         with conn.cursor() as cur:
             cur.execute("SET SESSION sql_log_bin = 0")
             cur.execute("REPLACE INTO ha.lease (id, token, deadline) VALUES"

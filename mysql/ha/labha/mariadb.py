@@ -19,6 +19,8 @@ HA_USER = "lab_ha"
 # Sessions a fence kills: the app's, and the heartbeat writer's (its commit
 # may wait for a semi-sync ack too, and would hold SET GLOBAL read_only up).
 FENCED_USERS = ("lab_app", "lab_beat")
+# How long a fence waits for read_only to take before it kills sessions (fence()).
+GENTLE_S = 0.05
 STATUS_VARS = ("Rpl_semi_sync_master_status", "Rpl_semi_sync_master_clients",
                "Rpl_semi_sync_master_wait_sessions", "Rpl_semi_sync_master_yes_tx")
 
@@ -137,14 +139,21 @@ def kill_sessions(conn, users=FENCED_USERS):
     return killed
 
 
-def fence(open_conn, timeout_s=3.0):
+def fence(open_conn, timeout_s=3.0, gentle_s=GENTLE_S):
     """Make a server stop taking writes now; return its binlog position afterwards.
 
-    OPEN_CONN() opens a connection to it. SET GLOBAL read_only waits for
-    commits in flight, and a commit waiting for a semi-sync ack may wait
-    for ever: so the sessions that could be committing are killed, again
-    and again, until read_only is on. A killed commit is never
-    acknowledged to its client (it gets an error: an outcome in doubt).
+    OPEN_CONN() opens a connection to it. read_only is asked for first:
+    SET GLOBAL read_only waits for the commits in flight and takes as they
+    end (a healthy writer's commits take milliseconds), and from then on
+    MariaDB refuses any commit of the app's with error 1290, a transaction
+    left open included: nothing of it was done, and the app runs it again.
+    So a fence that lasts a moment (a lease renewal late while etcd elects
+    a leader) kills no session and leaves no outcome in doubt. A commit
+    waiting for a semi-sync acknowledgement that does not come would hold
+    read_only up for ever: if it has not taken after GENTLE_S, the sessions
+    that could be committing are killed, again and again, until it has. A
+    killed commit is never acknowledged to its client (it gets an error:
+    an outcome in doubt).
     """
     done, errors = threading.Event(), []
 
@@ -164,11 +173,12 @@ def fence(open_conn, timeout_s=3.0):
     try:
         threading.Thread(target=set_read_only, daemon=True).start()
         deadline = time.monotonic() + timeout_s
-        while True:
+        if not done.wait(gentle_s):
+            while True:
+                kill_sessions(conn)
+                if done.wait(0.05) or time.monotonic() > deadline:
+                    break
             kill_sessions(conn)
-            if done.wait(0.05) or time.monotonic() > deadline:
-                break
-        kill_sessions(conn)
         ro, pos = one(conn, "SELECT @@global.read_only, @@gtid_binlog_pos")
     except (pymysql.MySQLError, OSError) as exc:
         raise DbError(f"fencing failed: {exc}") from exc

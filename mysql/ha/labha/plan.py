@@ -221,10 +221,22 @@ def _replica(p, me, local, cluster):
 
 def _follower(p, me, local, cluster, now):
     leader = cluster.leader_node
+    settling = not local["read_only"] or (local["semi_enabled"] and me.node in cluster.deposed)
     if not local["read_only"]:
         p.do("demote", why=f"not the leader ({leader or 'nobody'} is)")
     if local["semi_enabled"]:
         p.do("semi_sync", on=False)   # a standby's own commits (heartbeats) never wait
+    if settling and me.node not in cluster.quarantine:
+        # What it holds is judged only from a reading taken with read_only on
+        # and semi-sync off: until then a commit can still land. A commit
+        # stuck in a semi-sync wait (the writer cut off inside it) holds
+        # read_only up, and is written when semi-sync goes off: judged from
+        # this round's reading, taken before, the node "held nothing past the
+        # cut-off", rejoined, and its late commit replicated into the new
+        # writer, overwriting newer acknowledged writes (chaos
+        # writer-lost-in-semi-sync-wait, in CI: 4 carts went back in time).
+        p.reason, p.state = "not the leader: read-only first, then what it holds is checked", "demoting"
+        return p
     found = errant(me, local, cluster)
     if me.node in cluster.quarantine or found:
         if found and me.node not in cluster.quarantine:

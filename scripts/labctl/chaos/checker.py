@@ -36,7 +36,8 @@ API
                     a node writable at t must hold every order acknowledged before t
                     (op.end < t) and every order an earlier writable sample held.
                     Empty sample lists mean "not sampled": their checks pass with sampled=0.
-    budget          None, or any of {"failed_requests": n, "failure_span_s": s, "recovery_s": s};
+    budget          None, or any of {"failed_requests": n, "failure_span_s": s, "longest_outage_s": s,
+                    "recovery_s": s};
                     the budget check fails when a measured figure exceeds its budget.
     judged_until    the availability figures (and the budget) count only work requests that
                     started before this (workload clock): the fault and its recovery, not
@@ -82,7 +83,7 @@ API
   Counts: operations, failed_requests, client_errors, indeterminate, acknowledged_writes,
   acknowledged_orders, lost_writes (acknowledged orders missing + cart anomalies),
   duplicate_writes (unrequested + duplicate orders), unverifiable_carts, unverifiable_orders,
-  recovery_s, recovery_by_kind_s, failure_span_s, writer_samples, order_samples.
+  recovery_s, recovery_by_kind_s, failure_span_s, longest_outage_s, writer_samples, order_samples.
 
 Availability figures (register, login and final-cart are not work and never count):
   a request FAILED when it was not served: outcome indeterminate, no answer, a 5xx or a 429.
@@ -91,6 +92,10 @@ Availability figures (register, login and final-cart are not work and never coun
   failed_requests   failed work requests over the whole run
   failure_span_s    from the start of the first failed work request that started at or after
                     fault_start to the end of the last one; 0 when none failed
+  longest_outage_s  the longest outage among those requests: failed requests that overlap or
+                    are less than OUTAGE_GAP_S apart are one outage, from the first one's start
+                    to the last one's end (a fault that moves a VIP twice, at the cut and at
+                    the heal, is two outages; its span is the time between them)
   recovery_by_kind_s  per kind: from fault_start to the end of the first success that started
                     after the kind's last failure (0 if it never failed; inf if it never came back)
   recovery_s        the largest of those
@@ -140,7 +145,9 @@ WRITES = ("add", "remove", "checkout")
 MODELLED = (*WRITES, "cart", "final-cart")
 NOT_WORK = ("register", "login", "final-cart")
 ANSWERS = (400, 401, 404, 409)       # the app's answers that refuse: served, certainly without effect
-BUDGET_FIGURES = ("failed_requests", "failure_span_s", "recovery_s")
+BUDGET_FIGURES = ("failed_requests", "failure_span_s", "longest_outage_s", "recovery_s")
+# Failed requests less than this apart belong to one outage (longest_outage_s).
+OUTAGE_GAP_S = 1.0
 # Writes in doubt (an answer that cannot say whether it was applied): at most
 # this share of a scenario's writes, or MIN_IN_DOUBT, whichever is more.
 MAX_IN_DOUBT_SHARE = 0.05
@@ -1065,6 +1072,17 @@ def recovery(history, fault_start, until=math.inf):
     return out
 
 
+def longest_outage(failed):
+    """The longest outage among the FAILED requests, in seconds (see longest_outage_s)."""
+    longest, start, end = 0.0, None, None
+    for op in sorted(failed, key=lambda o: o.start):
+        if start is None or op.start > end + OUTAGE_GAP_S:
+            start, end = op.start, op.end
+        end = max(end, op.end)
+        longest = max(longest, end - start)
+    return round(longest, 3)
+
+
 def availability(history, fault_start, until=math.inf):
     """Return the availability figures of HISTORY up to UNTIL (see the module docstring)."""
     work = [op for op in history if op.kind not in NOT_WORK and op.start < until]
@@ -1073,6 +1091,7 @@ def availability(history, fault_start, until=math.inf):
     return {
         "failed_requests": sum(map(_unserved, work)),
         "failure_span_s": round(max(op.end for op in after) - min(op.start for op in after), 3) if after else 0.0,
+        "longest_outage_s": longest_outage(after),
         "recovery_by_kind_s": by_kind,
         "recovery_s": max(by_kind.values(), default=0.0),
     }
@@ -1095,6 +1114,7 @@ def _counts(run, checks):
         "recovery_s": run.availability["recovery_s"],
         "recovery_by_kind_s": run.availability["recovery_by_kind_s"],
         "failure_span_s": run.availability["failure_span_s"],
+        "longest_outage_s": run.availability["longest_outage_s"],
         "writer_samples": len(run.writer_samples),
         "order_samples": len(run.order_samples),
     }

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from labctl import containers, settings  # noqa: E402
 
 REPORT_DIR = settings.ROOT / "reports" / "chaos"
-BUDGET_LABELS = {"failed_requests": "≤ {} failed", "failure_span_s": "span ≤ {} s", "recovery_s": "recovery ≤ {} s"}
+BUDGET_LABELS = {"failed_requests": "≤ {} failed", "failure_span_s": "span ≤ {} s",
+                 "longest_outage_s": "each outage ≤ {} s", "recovery_s": "recovery ≤ {} s"}
 
 
 def budget_label(budget):
@@ -33,6 +34,7 @@ def scenario_entry(name, description, verdict, fault_start, fault_end, plot, his
         "first_error": verdict.checks[failed[0]]["first_error"] if failed else None,
         "failed_requests": c["failed_requests"],
         "failure_span_s": c["failure_span_s"],
+        "longest_outage_s": c["longest_outage_s"],
         "budget": verdict.checks["within_availability_budget"]["budget"],
         "indeterminate_requests": c["indeterminate"],
         "operations": c["operations"],
@@ -58,7 +60,8 @@ def scenario_entry(name, description, verdict, fault_start, fault_end, plot, his
 def error_entry(name, description, budget, error):
     """Return the report's record of a scenario that could not be run to its verdict (it failed)."""
     return {"name": name, "description": description, "passed": False, "failed_check": "the scenario itself",
-            "first_error": error, "failed_requests": None, "failure_span_s": None, "budget": budget,
+            "first_error": error, "failed_requests": None, "failure_span_s": None, "longest_outage_s": None,
+            "budget": budget,
             "indeterminate_requests": None, "operations": 0, "indeterminate_share": None, "samples": None,
             "recovery_s": None, "recovery_by_kind_s": {}, "acknowledged_writes": 0, "acknowledged_orders": 0,
             "lost_writes": 0, "duplicate_writes": 0, "fault_window_s": None, "checks": {}, "plot": None,
@@ -157,20 +160,22 @@ def write(entries):
              f"{summary['passed']}/{summary['scenarios']} scenarios passed; "
              f"{summary['acknowledged_writes']} acknowledged writes, {summary['lost_writes']} lost, "
              f"{summary['duplicate_writes']} duplicated. Generated {summary['generated_at']}.", "",
-             "| scenario | passed | budget | failed requests | failure span (s) | recovery (s) "
-             "| acked writes | lost | duplicated | first error |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| scenario | passed | budget | failed requests | failure span (s) | longest outage (s) "
+             "| recovery (s) | acked writes | lost | duplicated | first error |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         err = (f"{e['failed_check']}: {e['first_error']}" if not e["passed"] else "").replace("|", "\\|")
         budget = budget_label(e["budget"])
         name = f"[{e['name']}]({e['plot']})" if e["plot"] else e["name"]
         lines.append(f"| {name} | {'yes' if e['passed'] else '**NO**'} | {budget} | "
-                     f"{e['failed_requests']} | {e['failure_span_s']} | {e['recovery_s']} | "
+                     f"{e['failed_requests']} | {e['failure_span_s']} | {e['longest_outage_s']} | {e['recovery_s']} | "
                      f"{e['acknowledged_writes']} | {e['lost_writes']} | {e['duplicate_writes']} | {err} |")
     lines += ["", "Budgets and figures cover the fault and its recovery (up to the end of the heal); "
               "the planned failback to master1 that follows is judged by the safety checks. Failed "
               "requests are those not served (no answer, a 5xx, a 429, an unknown outcome); the failure "
-              "span runs from the first failed request after the fault to the end of the last.",
+              "span runs from the first failed request after the fault to the end of the last; an outage is "
+              "a run of failed requests less than 1 s apart (a fault that moves a VIP at the cut and again "
+              "at the heal has two).",
               "", "Each scenario's timeline (latency per request, coloured by web node; red crosses "
               "failed, orange triangles unknown outcome; the fault window shaded) is the PNG of "
               "the same name in this folder.", ""]

@@ -100,7 +100,7 @@ def _judged(s, nemesis):
                                   report.save_history(s.name, w.history))
     c = verdict.counts
     progress.ok(f"{s.name}: {c['operations']} ops, {c['failed_requests']} failed "
-                f"(span {c['failure_span_s']} s; budget {s.budget}), recovery {c['recovery_s']} s, "
+                f"(span {c['failure_span_s']} s, longest outage {c['longest_outage_s']} s; budget {s.budget}), recovery {c['recovery_s']} s, "
                 f"{c['acknowledged_writes']} acked writes, {c['lost_writes']} lost, {c['duplicate_writes']} duplicated")
     if not entry["passed"]:
         # CI shows only what is printed: what the write path did, for the post-mortem.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import docker
 
-from .. import containers, lifecycle, settings, topology
+from .. import autoscale, containers, ha, lifecycle, settings, topology
 from ..chaos.nemesis import Nemesis
 from ..chaos.scenarios import SCENARIOS
 from .probe import Events, probe
@@ -28,6 +28,8 @@ PAGE = Path(__file__).with_name("index.html")
 ACTIONS = ("kill", "start", "pause", "resume", "partition", "heal")
 # How often the containers' states are read (one Docker API call).
 REFRESH_S = 1.0
+# How often the autoscaler's leader is asked of etcd (a `docker exec`); its decisions log is read every refresh.
+AUTOSCALER_S = 5.0
 
 
 class Console:
@@ -41,6 +43,7 @@ class Console:
         self.scenarios, self.running = [sc.name for sc in SCENARIOS], None
         self.stopping = threading.Event()
         self.actions = queue.Queue()
+        self.autoscaler = {"leader": None, "decisions": [], "asked_at": 0.0}
 
     def start(self):
         """Start the watchers, the probe and the refresh loop."""
@@ -58,6 +61,18 @@ class Console:
                 self.events.add("error", f"Docker: {exc}")
                 continue
             self.events.seen(before, self.lab.nodes)
+            self._autoscaler()
+
+    def _autoscaler(self):
+        """Who leads the autoscalers (etcd, every AUTOSCALER_S) and their last decisions (the log)."""
+        now = time.time()
+        if now - self.autoscaler["asked_at"] >= AUTOSCALER_S:
+            try:
+                self.autoscaler["leader"] = autoscale.get(autoscale.LEADER_KEY)
+            except (ha.HaError, docker.errors.DockerException):
+                self.autoscaler["leader"] = None
+            self.autoscaler["asked_at"] = now
+        self.autoscaler["decisions"] = [r for r in autoscale.recent(40) if r.get("kind") or "event" in r][-6:]
 
     def stop(self):
         """Stop everything; heal the partitions made here (invisible otherwise); say what stays broken."""
@@ -79,7 +94,10 @@ class Console:
                 "events": self.events.since(since_event), "windows": self.events.windows(now - 120),
                 "partitioned": sorted(self.partitions), "scenarios": self.scenarios,
                 "scenario_running": self.running is not None and self.running.poll() is None,
-                "standard_web_nodes": list(topology.WEB_NODES[:topology.STANDARD_WEB_NODES])}
+                "standard_web_nodes": list(topology.WEB_NODES[:topology.STANDARD_WEB_NODES]),
+                "autoscaler": {"leader": self.autoscaler["leader"], "decisions": self.autoscaler["decisions"],
+                               "web_nodes": sum(1 for i in self.lab.nodes.values()
+                                                if i.get("role") == "web" and i["state"].startswith("running"))}}
 
     def act(self, action, node):
         """Queue ACTION on NODE (validated by the caller) and return at once; the event log says how it went.
