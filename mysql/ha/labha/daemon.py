@@ -69,6 +69,7 @@ PUBLISH_S = 2.0
 LEASE_WRITE_S = 0.25      # how often the guard refreshes ha.lease
 LATE_RENEWAL_S = 0.3      # a lease renewal this long after the last one is logged
 SWITCHOVER_WAIT_S = 12.0
+SYNC_WAIT_S = 10.0        # how long a switchover waits for the leader to count its target in sync
 
 
 def log(msg):
@@ -685,6 +686,9 @@ class Daemon:
             if link.get("io") != "Yes" or link.get("sql") != "Yes" or age is None or age > 1.0:
                 return False, (f"{NODE} is not keeping up with {leader} (link io={link.get('io')} "
                                f"sql={link.get('sql')}, newest heartbeat {age} s old): refused")
+            if not self._counted_in_sync(store, leader):
+                return False, (f"{leader} has not counted {NODE} as its standby in sync within {SYNC_WAIT_S:.0f} s "
+                               "(make status: leader ... in sync): refused")
         request_id = secrets.token_hex(6)
         request = {"to": NODE, "from": leader, "force": force, "id": request_id, "at": round(time.time(), 3)}
         store.put(key("switchover"), request)
@@ -707,6 +711,24 @@ class Daemon:
             if kv is not None and (kv.value or {}).get("id") == request_id:
                 store.txn([dcs.Client.compare(key("switchover"), "MOD", kv.mod_revision)],
                              [dcs.Client.delete_op(key("switchover"))])
+
+    @staticmethod
+    def _counted_in_sync(store, leader):
+        """Wait (bounded) until LEADER's sync key names this node in LEADER's term; return whether it did.
+
+        A node keeping up again (restarted, rejoined after being deposed) is
+        counted in sync by the leader a round or two later; a switchover asked
+        in between would be refused by the leader for no lasting reason.
+        """
+        deadline = time.monotonic() + SYNC_WAIT_S
+        while True:
+            c = clusters.read(store, CLUSTER)
+            sync = c.sync or {}
+            if c.leader_node == leader and sync.get("standby") == NODE and sync.get("token") == c.token:
+                return True
+            if c.leader_node != leader or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
     def rebuild(self):
         """Re-seed this node from the leader (a dump), drop its quarantine and rejoin; return (ok, message)."""
