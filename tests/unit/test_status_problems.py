@@ -5,8 +5,7 @@ from labctl import status
 def healthy_state():
     return {"nodes": [{"node": "web1", "role": "web", "health": "healthy"},
                       {"node": "master1", "role": "db-source", "health": "healthy"}],
-            "vips": {"lb": {"vip": "172.28.1.100", "holders": ["lb1"]},
-                     "dblb": {"vip": "172.28.3.100", "holders": ["dblb2"]}},
+            "vips": {"lb": {"holders": ["lb1"]}, "dblb": {"holders": ["dblb2"]}},
             "writers": ["master1"],
             "links": [{"source": "master1", "replica": "master2", "state": "running"}],
             "etcd": [{"name": "etcd1", "healthy": True, "leader": True}],
