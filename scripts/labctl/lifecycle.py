@@ -156,10 +156,9 @@ def up():
     wait_replication()
     state = wait_settled()
     print()
-    status.show(state=state)
-    if state["problems"]:
-        print(_failure("the lab came up, but is not healthy", dict(enumerate(state["problems"], 1)),
-                       hint="make status shows it again; make logs NODE=<node> says why"))
+    if not status.show(state=state):   # it lists the problems under its table
+        print(f"❌ the lab came up, but is not healthy after {settings.SETTLE_TIMEOUT_S:.0f} s (the ❌ lines above); "
+              "make status shows it again, make logs NODE=<node> says why")
         return False
     progress.ok(f"the lab is up ({time.monotonic() - started:.0f} s)")
     return True
